@@ -1,0 +1,144 @@
+"""The ``regkit`` command: LightningCLI for ``fit|validate|test|predict`` plus ``regkit list``."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import Logger
+
+from regkit import registry
+
+DESCRIPTION = """\
+regkit: regularizer recipes on Lightning.
+
+  regkit fit --config recipes/mlp_dropout.yaml       train (also: validate, test, predict)
+  regkit list [KIND] [PATTERN] [--json]              registered components and their arguments
+  regkit --plugins my_components.py fit ...          register a local file's / module's components
+"""
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Saves the resolved recipe beside the run and logs it to every logger (W&B run config)."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        config = self.parser.dump(self.config, skip_none=False, format="yaml")
+        import yaml
+
+        resolved = yaml.safe_load(config)
+        for logger in trainer.loggers:
+            if isinstance(logger, Logger):
+                logger.log_hyperparams({"recipe": resolved})
+
+
+class RegkitCLI(LightningCLI):
+    """LightningCLI where the recipe chooses the task (``model``) and data module by class."""
+
+    def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION})
+        super().__init__(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=LoggerSaveConfigCallback,
+            seed_everything_default=0,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})
+
+
+def _pop_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take ``--plugins A[,B]`` (repeatable) out of argv; ``REGKIT_PLUGINS`` adds more."""
+    plugins = [p for p in os.environ.get("REGKIT_PLUGINS", "").split(",") if p]
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--plugins" and i + 1 < len(argv):
+            plugins += [p for p in argv[i + 1].split(",") if p]
+            i += 2
+            continue
+        if arg.startswith("--plugins="):
+            plugins += [p for p in arg.split("=", 1)[1].split(",") if p]
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, plugins
+
+
+def format_arguments(entry: registry.Entry) -> str:
+    parts = []
+    for arg in entry.describe_arguments():
+        text = arg["name"] + (f": {arg['type']}" if arg["type"] else "")
+        text += f" = {arg['default']}" if arg["default"] else ""
+        parts.append(text)
+    return ", ".join(parts) or "(no arguments)"
+
+
+def list_command(argv: list[str]) -> int:
+    """``regkit list [KIND] [PATTERN] [--json]``."""
+    as_json = "--json" in argv
+    words = [a for a in argv if a != "--json"]
+    if any(w in ("-h", "--help") for w in words):
+        print("usage: regkit list [KIND] [PATTERN] [--json]\n\nkinds: " + ", ".join(registry.KINDS))
+        return 0
+    kind = words[0] if words else None
+    pattern = words[1] if len(words) > 1 else "*"
+    if kind is not None and kind not in registry.KINDS:
+        # `regkit list '*drop*'` is a pattern over every kind
+        if any(c in kind for c in "*?["):
+            kind, pattern = None, kind
+        else:
+            try:
+                registry.entries(kind)
+            except registry.RegistryError as err:
+                print(f"regkit list: {err}", file=sys.stderr)
+                return 2
+    found = registry.entries(kind, pattern)
+    if as_json:
+        rows = [
+            {"kind": e.kind, "name": e.name, "origin": e.origin, "doc": e.doc, "arguments": e.describe_arguments()}
+            for e in found
+        ]
+        print(json.dumps({"components": rows, "plugin_errors": registry.plugin_errors}, indent=2))
+        return 0
+    current = None
+    for e in found:
+        if e.kind != current:
+            current = e.kind
+            print(f"\n{current}")
+        print(f"  {e.name:<24} {e.doc}")
+        print(f"  {'':<24} args: {format_arguments(e)}")
+        print(f"  {'':<24} from: {e.origin}")
+    if not found:
+        print(f"no component matches kind={kind or '*'} pattern={pattern!r}")
+    for name, error in registry.plugin_errors.items():
+        print(f"\nplugin {name!r} failed to load: {error}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from_command_line = argv is None
+    argv, plugins = _pop_plugins(list(sys.argv[1:] if argv is None else argv))
+    for plugin in plugins:
+        registry.load_module(plugin)
+    if argv and argv[0] == "list":
+        return list_command(argv[1:])
+    if from_command_line:
+        sys.argv[1:] = argv  # LightningCLI reads sys.argv itself; --plugins is already handled
+    RegkitCLI(args=None if from_command_line else argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

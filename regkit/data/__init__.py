@@ -1,0 +1,4 @@
+"""Data modules that run offline on data shipped by packages, or on standard files you point to."""
+from regkit.data.mnist import FashionMNISTDataModule, MNISTDataModule
+
+__all__ = ["FashionMNISTDataModule", "MNISTDataModule"]

@@ -1,0 +1,69 @@
+"""A small convolutional classifier with norm, spatial-dropout and dropout slots."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from regkit.networks.slots import Activation, activation_layer, fill
+from regkit.registry import register
+from regkit.spec import NormSpec, RegularizerSpec
+
+
+@register("network", "small_cnn")
+class SmallCNN(nn.Module):
+    """Conv stages (3x3 conv, norm, activation, feature-map regularizer, 2x2 max-pool), then a
+    dropout-regularized fully connected head.
+
+    Args:
+        in_channels: image channels.
+        channels: output channels of each conv stage.
+        image_size: input height = width, used to size the head.
+        hidden: width of the fully connected layer.
+        out_features: number of classes.
+        activation: nonlinearity name.
+        norm: norm after each conv (gets ``num_features``), or null.
+        feature_dropout: regularizer on conv feature maps (e.g. spatial dropout), or null.
+        dropout: regularizer before each Linear of the head, or null.
+
+    Shape:
+        Input (N, in_channels, image_size, image_size). Output (N, out_features).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: list[int] = [32, 64],
+        image_size: int = 28,
+        hidden: int = 128,
+        out_features: int = 10,
+        activation: Activation = "relu",
+        norm: Optional[NormSpec] = None,
+        feature_dropout: Optional[RegularizerSpec] = None,
+        dropout: Optional[RegularizerSpec] = None,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width, size = in_channels, image_size
+        for ch in channels:
+            layers += [
+                nn.Conv2d(width, ch, 3, padding=1, bias=norm is None),
+                fill(norm, num_features=ch),
+                activation_layer(activation),
+                fill(feature_dropout, num_features=ch),
+                nn.MaxPool2d(2),
+            ]
+            width, size = ch, size // 2
+        layers += [
+            nn.Flatten(),
+            fill(dropout, num_features=width * size * size),
+            nn.Linear(width * size * size, hidden),
+            activation_layer(activation),
+            fill(dropout, num_features=hidden),
+            nn.Linear(hidden, out_features),
+        ]
+        self.layers = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

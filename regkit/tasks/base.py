@@ -1,0 +1,76 @@
+"""What every task shares: the optimizer from the recipe, penalties added to the loss and
+constraints applied after each optimizer step."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from regkit.spec import ConstraintSpec, PenaltySpec
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+class RegularizedTask(L.LightningModule):
+    """Base task: builds penalties and constraints from their specs and applies them uniformly.
+
+    Args:
+        optimizer: optimizer class and arguments (``class_path: torch.optim.SGD``), called with the
+            task's parameters.
+        lr_scheduler: optional scheduler, called with the optimizer.
+        penalties: loss terms, each logged as ``train/penalty/<name>``.
+        constraints: weight projections applied after every optimizer step.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        penalties: list[PenaltySpec] = [],
+        constraints: list[ConstraintSpec] = [],
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        penalties = [PenaltySpec.parse(p) for p in penalties]
+        constraints = [ConstraintSpec.parse(c) for c in constraints]
+        self.penalties = nn.ModuleList([spec.build() for spec in penalties])
+        self.penalty_names = [spec.name for spec in penalties]
+        self.constraints = [spec.build() for spec in constraints]
+        # Checkpoints keep plain recipe values (not Spec objects) so they load with weights_only.
+        self.spec_config = {
+            "penalties": [spec.to_config() for spec in penalties],
+            "constraints": [spec.to_config() for spec in constraints],
+        }
+
+    def regularized_model(self) -> nn.Module:
+        """The module penalties and constraints act on (the whole task unless overridden)."""
+        return self
+
+    def penalty_loss(self, **context: Any) -> torch.Tensor:
+        """Sum of all penalties on the model, each logged under its registry name."""
+        total = torch.zeros((), device=self.device)
+        for name, penalty in zip(self.penalty_names, self.penalties):
+            value = penalty(self.regularized_model(), **context)
+            self.log(f"train/penalty/{name}", value, on_step=True, on_epoch=False)
+            total = total + value
+        return total
+
+    def apply_constraints(self) -> None:
+        for constraint in self.constraints:
+            constraint(self.regularized_model())
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.apply_constraints()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
