@@ -55,6 +55,16 @@ class RegkitCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After fit, evaluate the final weights on the test set (used by fit only).",
+        )
+
+    def after_fit(self) -> None:
+        if self.config["fit"].get("test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule)
 
 
 def _pop_plugins(argv: list[str]) -> tuple[list[str], list[str]]:

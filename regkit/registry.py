@@ -38,6 +38,8 @@ BUILTIN_MODULES = (
     "regkit.norm",
     "regkit.penalties",
     "regkit.constraints",
+    "regkit.attention",
+    "regkit.gan",
     "regkit.networks",
 )
 

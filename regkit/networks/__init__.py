@@ -1,5 +1,5 @@
-"""Networks (kind ``network``) assembled from registry parts."""
-from regkit.networks.cnn import SmallCNN
-from regkit.networks.mlp import MLP
+"""Networks (kind ``network``) assembled from registry parts. Every module in this package is
+imported on first registry use, so a new network file registers itself with no edit here."""
+from regkit._autoimport import import_submodules
 
-__all__ = ["MLP", "SmallCNN"]
+import_submodules(__name__, __path__)

@@ -1,0 +1,1 @@
+"""Attention blocks (kind ``attention``) with attention-dropout, on fused scaled-dot-product attention."""
