@@ -1,0 +1,1 @@
+"""Lightning callbacks that make pictures and logs (attention maps, GAN sample grids)."""
