@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
 from regkit import registry
+from regkit.errors import RegkitArgumentParser
 
 DESCRIPTION = """\
 regkit: regularizer recipes on Lightning.
@@ -48,6 +49,7 @@ class RegkitCLI(LightningCLI):
             save_config_callback=LoggerSaveConfigCallback,
             seed_everything_default=0,
             auto_configure_optimizers=False,
+            parser_class=RegkitArgumentParser,
             args=args,
             run=run,
             **kwargs,

@@ -275,4 +275,7 @@ def build(kind: str, name: str, **kwargs: Any) -> Any:
     """
     entry = get(kind, name)
     check_arguments(entry, kwargs)
-    return entry.obj(**kwargs)
+    try:
+        return entry.obj(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise RegistryError(f"{kind} {name!r}: {err}") from err

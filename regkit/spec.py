@@ -45,7 +45,10 @@ class Spec:
         name = kwargs.pop("name")
         entry = registry.get(cls.kind, name)
         registry.check_arguments(entry, kwargs, provided=_injected(entry, kwargs))
-        return cls(name, **_typed_arguments(entry, kwargs))
+        spec = cls(name, **_typed_arguments(entry, kwargs))
+        if cls.kind in _TRIAL_BUILD_KINDS and not _injected(entry, kwargs):
+            spec.build()  # small components: value errors (e.g. p=1.5) surface at parse time, with the key
+        return spec
 
     @property
     def entry(self) -> registry.Entry:
@@ -67,6 +70,10 @@ class Spec:
     def __repr__(self) -> str:
         args = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
         return f"{type(self).__name__}({self.name!r}{args})"
+
+
+# Kinds cheap enough to construct once while parsing, so their own checks run before training.
+_TRIAL_BUILD_KINDS = ("regularizer", "penalty", "constraint", "gan_loss")
 
 
 def _to_config(value: Any) -> Any:
