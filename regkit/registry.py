@@ -37,6 +37,7 @@ BUILTIN_MODULES = (
     "regkit.regularizers",
     "regkit.norm",
     "regkit.penalties",
+    "regkit.activation_penalties",
     "regkit.constraints",
     "regkit.attention",
     "regkit.gan",

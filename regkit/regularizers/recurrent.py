@@ -1,0 +1,188 @@
+"""Dropout for recurrent networks: locked (variational) dropout, embedding dropout and weight-drop.
+
+Standard dropout draws a fresh mask at every time step, which on a recurrent connection
+destroys the memory the network is trying to keep. Gal & Ghahramani (2016) instead draw one
+mask per sequence and reuse it at every step ("variational" or "locked" dropout), drop whole
+word types of the embedding, and drop the recurrent connections with a mask that is also fixed
+over time. Merity et al. (2017, AWD-LSTM) drop the recurrent *weights* instead (DropConnect on
+``weight_hh``), which keeps the fused cuDNN kernel usable. All three live here.
+"""
+from __future__ import annotations
+
+import fnmatch
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from regkit.registry import register
+from regkit.regularizers.base import DropoutBase, StochasticRegularizer
+from regkit.regularizers.dropout import check_rate
+
+
+def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
+    """Dropout with one mask per sequence, shared by all its time steps (Gal & Ghahramani, 2016).
+
+    ``x`` is ``(T, N, *)`` or, with ``batch_first``, ``(N, T, *)``; the mask has size 1 on the
+    time dimension and is broadcast over it. Kept units are scaled by ``1 / (1 - p)``.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.dim() < 2:
+        raise ValueError(f"locked dropout needs a (time, batch, ...) tensor, got shape {tuple(x.shape)}")
+    shape = list(x.shape)
+    shape[1 if batch_first else 0] = 1
+    mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    return x * mask
+
+
+def embedding_dropout(weight: torch.Tensor, p: float = 0.1, training: bool = True) -> torch.Tensor:
+    """Drop whole rows (word types) of an embedding matrix ``(num_embeddings, dim)``; kept rows are
+    scaled by ``1 / (1 - p)``. Every occurrence of a dropped word in the batch becomes zero
+    (Gal & Ghahramani, 2016; the batch-level form of Merity et al., 2017)."""
+    if not training or p == 0.0:
+        return weight
+    mask = weight.new_empty(weight.size(0), 1).bernoulli_(1.0 - p).div_(1.0 - p)
+    return weight * mask
+
+
+@register("regularizer", "variational_dropout")
+class VariationalDropout(DropoutBase):
+    """Locked dropout: one mask per sequence reused at every time step (Gal & Ghahramani, 2016).
+
+    Put it on the inputs, between layers and on the outputs of a recurrent network. The mask
+    differs across the sequences of a batch and across batches, never across time.
+
+    Args:
+        p: drop probability, 0 <= p < 1.
+        batch_first: the input is ``(N, T, *)`` instead of ``(T, N, *)``. A network that owns the
+            slot fills this in from its own layout.
+
+    Shape:
+        Input ``(T, N, *)`` (or ``(N, T, *)`` with ``batch_first``). Output: same shape.
+        Identity in eval mode.
+
+    Examples:
+        >>> drop = VariationalDropout(0.5, batch_first=True)
+        >>> y = drop(torch.randn(8, 35, 200))   # y[:, t] / x[:, t] is the same for every t
+    """
+
+    def __init__(self, p: float = 0.5, batch_first: bool = False) -> None:
+        super().__init__(p)
+        self.batch_first = batch_first
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, batch_first={self.batch_first}"
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        return locked_dropout(x, self.p, True, self.batch_first)
+
+
+@register("regularizer", "embedding_dropout")
+class EmbeddingDropout(DropoutBase):
+    """Drop whole word types: zero rows of the embedding matrix (Gal & Ghahramani, 2016; Merity et al., 2017).
+
+    The module acts on the embedding *weight*; the network looks its tokens up in the result
+    (``F.embedding(tokens, drop(embedding.weight))``), so a dropped word is zero wherever it
+    occurs in the batch. :meth:`embed` does both steps for a plain ``nn.Embedding``.
+
+    Args:
+        p: probability of dropping a word type, 0 <= p < 1.
+
+    Shape:
+        Input: embedding weight ``(num_embeddings, embedding_dim)``. Output: same shape.
+        Identity in eval mode.
+
+    Examples:
+        >>> emb, drop = nn.Embedding(10000, 200), EmbeddingDropout(0.1)
+        >>> vectors = drop.embed(emb, torch.randint(10000, (20, 35)))   # (20, 35, 200)
+    """
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__(p)
+
+    def drop(self, weight: torch.Tensor) -> torch.Tensor:
+        return embedding_dropout(weight, self.p, True)
+
+    def embed(self, embedding: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
+        """Look ``tokens`` up in ``embedding`` with its word types dropped."""
+        return F.embedding(
+            tokens, self(embedding.weight), embedding.padding_idx, embedding.max_norm,
+            embedding.norm_type, embedding.scale_grad_by_freq, embedding.sparse,
+        )
+
+
+RNN_TYPES = (nn.RNNBase, nn.RNNCellBase)
+
+
+@register("regularizer", "weight_drop")
+class WeightDrop(StochasticRegularizer, nn.Module):
+    """DropConnect on the recurrent weights of an RNN (Merity et al., 2017, AWD-LSTM; Wan et al., 2013).
+
+    A parametrization (``torch.nn.utils.parametrize``): in training, the hidden-to-hidden matrix
+    the RNN sees is ``W_hh * mask / (1 - p)`` with one mask per forward call, shared by all time
+    steps and sequences of the batch. The stored parameter is untouched (it lives at
+    ``rnn.parametrizations.weight_hh_l0.original``) and receives the gradients. Because only the
+    weight changes, ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` keep running their fused (cuDNN) kernel.
+
+    Call :meth:`apply_to` (or the :func:`weight_drop` function) on the RNN; a network that owns a
+    ``weight_drop`` slot does this for you. Inside ``parametrize.cached()`` the mask is drawn
+    once per forward (torch's RNN reads its weights twice per call).
+
+    Args:
+        p: drop probability of each recurrent weight, 0 <= p < 1.
+        names: shell pattern(s) of the parameters to drop, comma separated; the default takes
+            ``weight_hh_l0``, ``weight_hh_l1``, ... (and ``weight_hh`` of RNN cells).
+
+    Shape:
+        As a parametrization: input a weight matrix, output the same shape (identity in eval mode).
+        The RNN's own shapes are unchanged.
+
+    Examples:
+        >>> lstm = WeightDrop(0.5).apply_to(nn.LSTM(200, 200, num_layers=2))
+        >>> with parametrize.cached():
+        ...     out, (h, c) = lstm(torch.randn(35, 20, 200))
+    """
+
+    def __init__(self, p: float = 0.5, names: str = "weight_hh*") -> None:
+        super().__init__()
+        self.p = check_rate(p)
+        self.names = names
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return weight
+        return F.dropout(weight, self.p, True)
+
+    def matching(self, module: nn.Module) -> list[str]:
+        """Names of ``module``'s own (unparametrized) parameters that this drop applies to."""
+        patterns = [p.strip() for p in self.names.split(",") if p.strip()]
+        own = [n for n, _ in module.named_parameters(recurse=False)]
+        return [n for n in own if any(fnmatch.fnmatch(n, pat) for pat in patterns)]
+
+    def apply_to(self, module: nn.Module) -> nn.Module:
+        """Parametrize the matching weights of every RNN inside ``module`` (in place); returns it."""
+        rnns = [m for m in module.modules() if isinstance(m, RNN_TYPES)]
+        if not rnns:
+            raise ValueError(f"weight_drop found no nn.RNN/LSTM/GRU (or cell) in {type(module).__name__}")
+        for rnn in rnns:
+            names = self.matching(rnn)
+            if not names and not parametrize.is_parametrized(rnn):
+                raise ValueError(f"weight_drop: no parameter of {type(rnn).__name__} matches {self.names!r}")
+            for name in names:
+                parametrize.register_parametrization(rnn, name, type(self)(self.p, self.names))
+        return module
+
+
+def weight_drop(module: nn.Module, p: float = 0.5, names: str = "weight_hh*") -> nn.Module:
+    """Apply :class:`WeightDrop` to every RNN in ``module`` (in place) and return it."""
+    return WeightDrop(p, names).apply_to(module)
+
+
+def has_weight_drop(module: nn.Module) -> bool:
+    """Whether any parameter inside ``module`` is parametrized by :class:`WeightDrop`."""
+    return any(isinstance(m, WeightDrop) for m in module.modules())
+
