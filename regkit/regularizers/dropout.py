@@ -1,21 +1,32 @@
-"""Standard (inverted) dropout."""
+"""Element-wise dropout: standard (inverted), Gaussian (multiplicative noise) and alpha (SELU nets).
+
+Each is a functional core plus a thin module on :class:`~regkit.regularizers.base.DropoutBase`
+(validated, settable ``p``; identity in eval mode and at ``p = 0``).
+"""
 from __future__ import annotations
 
+import math
+
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from regkit.registry import register
+from regkit.regularizers.base import DropoutBase, check_rate
+
+__all__ = ["AlphaDropout", "Dropout", "GaussianDropout", "check_rate", "gaussian_dropout"]
 
 
-def check_rate(p: float, name: str = "p") -> float:
-    """Validate a drop probability: 0 <= p < 1 (p = 1 would drop everything and divide by zero)."""
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
-    return float(p)
+def gaussian_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Multiply ``x`` by noise drawn from N(1, p / (1 - p)), the variance of inverted Bernoulli
+    dropout at rate ``p`` (Srivastava et al., 2014, section 10)."""
+    if not training or p == 0.0:
+        return x
+    std = math.sqrt(p / (1.0 - p))
+    return x * torch.randn_like(x).mul_(std).add_(1.0)
 
 
 @register("regularizer", "dropout")
-class Dropout(nn.Dropout):
+class Dropout(DropoutBase):
     """Zero each element with probability p and scale the rest by 1/(1-p) (Srivastava et al., 2014).
 
     Args:
@@ -24,12 +35,65 @@ class Dropout(nn.Dropout):
 
     Shape:
         Input: any. Output: same as input. Identity in eval mode.
+
+    Examples:
+        >>> Dropout(0.5)(torch.ones(4, 8)).unique()  # doctest: +SKIP
+        tensor([0., 2.])
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__(check_rate(p), inplace)
+        super().__init__(p)
+        self.inplace = inplace
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        return super().forward(x)
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}" if self.inplace else f"p={self.p}"
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.p, True, self.inplace)
+
+
+@register("regularizer", "gaussian_dropout")
+class GaussianDropout(DropoutBase):
+    """Multiply each element by Gaussian noise N(1, p/(1-p)) instead of a Bernoulli mask; no unit is
+    ever fully dropped (Srivastava et al., 2014, section 10; Wang & Manning, 2013).
+
+    Args:
+        p: the Bernoulli rate whose variance the noise matches, 0 <= p < 1 (noise std sqrt(p/(1-p))).
+
+    Shape:
+        Input: any. Output: same as input. Identity in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p)
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        return gaussian_dropout(x, self.p)
+
+
+@register("regularizer", "alpha_dropout")
+class AlphaDropout(DropoutBase):
+    """Set dropped elements to SELU's negative saturation and apply an affine map that keeps the
+    input's mean and variance, for self-normalizing (SELU) networks (Klambauer et al., 2017).
+
+    Args:
+        p: drop probability, 0 <= p < 1.
+        feature: drop whole channels of (N, C, *) inputs (torch's FeatureAlphaDropout) instead of
+            single elements.
+
+    Shape:
+        Input: any (``(N, C, *)`` when ``feature``). Output: same as input. Identity in eval mode.
+        Use it with ``activation: selu`` and inputs of zero mean, unit variance.
+    """
+
+    def __init__(self, p: float = 0.5, feature: bool = False) -> None:
+        super().__init__(p)
+        self.feature = feature
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, feature=True" if self.feature else f"p={self.p}"
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature:
+            return F.feature_alpha_dropout(x, self.p, True)
+        return F.alpha_dropout(x, self.p, True)

@@ -1,0 +1,69 @@
+"""DropConnect: dropout on weights instead of activations (Wan et al., 2013).
+
+Two forms: ``drop_connect`` in the registry is a ``Linear`` whose weight is masked in its forward
+pass (the weight stays a plain ``weight`` parameter, so optimizers, ``state_dict``, ``max_norm``
+and ``torch.func.functional_call`` see it unchanged); :class:`DropConnect` is the same mask as a
+``torch.nn.utils.parametrize`` parametrization for any existing layer (:func:`apply_drop_connect`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from regkit.registry import register
+from regkit.regularizers.base import DropoutBase, StochasticRegularizer, check_rate
+
+__all__ = ["DropConnect", "DropConnectLinear", "apply_drop_connect"]
+
+
+@register("regularizer", "drop_connect")
+class DropConnectLinear(StochasticRegularizer, nn.Linear):
+    """A Linear layer whose weights are dropped with probability p (inverted scaling) at every
+    training forward pass (Wan et al., 2013, "Regularization of Neural Networks using DropConnect").
+
+    One weight mask is drawn per forward pass and shared by the batch (the paper draws one per
+    sample, which costs a (N, out, in) tensor); the bias is not dropped.
+
+    Args:
+        in_features: size of each input sample, filled by the owner of the slot.
+        out_features: size of each output sample, filled by the owner of the slot.
+        p: probability of dropping each weight, 0 <= p < 1.
+        bias: learn an additive bias.
+
+    Shape:
+        Input ``(*, in_features)``. Output ``(*, out_features)``. A plain Linear in eval mode.
+    """
+
+    def __init__(self, in_features: int, out_features: int, p: float = 0.5, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias)
+        self.p = check_rate(p)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = F.dropout(self.weight, self.p, self.training) if self.p else self.weight
+        return F.linear(x, weight, self.bias)
+
+
+class DropConnect(DropoutBase):
+    """DropConnect as a parametrization: ``forward(weight)`` returns the weight with elements dropped
+    with probability p and the rest scaled by 1/(1-p) in training mode, the weight itself in eval mode.
+
+    Args:
+        p: probability of dropping each weight, 0 <= p < 1.
+    """
+
+    def drop(self, weight: torch.Tensor) -> torch.Tensor:
+        return F.dropout(weight, self.p, True)
+
+
+def apply_drop_connect(module: nn.Module, p: float = 0.5, names: tuple[str, ...] = ("weight",)) -> nn.Module:
+    """Register :class:`DropConnect` on the parameters ``names`` of ``module`` with
+    ``torch.nn.utils.parametrize`` (the original stays trainable as ``parametrizations.<name>.original``);
+    returns ``module``. It follows ``module.train()`` / ``.eval()`` and MC dropout finds it."""
+    for name in names:
+        parametrize.register_parametrization(module, name, DropConnect(p))
+    return module
