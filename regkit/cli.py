@@ -7,6 +7,7 @@ import sys
 from typing import Any, Optional
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
@@ -40,7 +41,7 @@ class RegkitCLI(LightningCLI):
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION})
+        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION, "prog": "regkit"})
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -57,6 +58,10 @@ class RegkitCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})
+        # Checkpoints go to a directory named after the run (not the logger's random version), with
+        # last.ckpt kept up to date, so `regkit fit --ckpt_path last` finds them after a crash.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True})
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -64,9 +69,41 @@ class RegkitCLI(LightningCLI):
             help="After fit, evaluate the final weights on the test set (used by fit only).",
         )
 
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("checkpoint") is not None and not config["checkpoint"].get("dirpath"):
+            config["checkpoint"]["dirpath"] = default_checkpoint_dir(config)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        # As LightningCLI's, but leave out regkit's ModelCheckpoint when the recipe turns
+        # checkpointing off or brings its own ModelCheckpoint.
+        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        own = [c for c in trainer_config.get("callbacks") or [] if isinstance(c, ModelCheckpoint)]
+        skip = trainer_config.get("enable_checkpointing") is False or bool(own) or trainer_config.get("fast_dev_run")
+        keys = [k for k in self._parser(self.subcommand).callback_keys if not (skip and k == "checkpoint")]
+        return self._instantiate_trainer(trainer_config, [self._get(self.config_init, k) for k in keys])
+
     def after_fit(self) -> None:
         if self.config["fit"].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule)
+
+
+def default_checkpoint_dir(config: Any) -> str:
+    """``<logger save_dir or runs>/checkpoints/<run name>``: the same for every rerun of a recipe
+    (so ``--ckpt_path last`` finds the previous run's last.ckpt) and for every DDP process."""
+    logger = config.get("trainer", {}).get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    init = {}
+    if logger is not None and not isinstance(logger, bool):
+        init = dict(logger.get("init_args") or {}) if hasattr(logger, "get") else {}
+    save_dir = init.get("save_dir") or "runs"
+    name = init.get("name") or init.get("project")
+    if not name:
+        model = config.get("model")
+        class_path = model.get("class_path", "") if hasattr(model, "get") else ""
+        name = registry.snake_case(class_path.rsplit(".", 1)[-1]) if class_path else "regkit"
+    return os.path.join(str(save_dir), "checkpoints", str(name))
 
 
 def _pop_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -119,7 +156,14 @@ def list_command(argv: list[str]) -> int:
     found = registry.entries(kind, pattern)
     if as_json:
         rows = [
-            {"kind": e.kind, "name": e.name, "origin": e.origin, "doc": e.doc, "arguments": e.describe_arguments()}
+            {
+                "kind": e.kind,
+                "name": e.name,
+                "origin": e.origin,
+                "version": e.version,
+                "doc": e.doc,
+                "arguments": e.describe_arguments(),
+            }
             for e in found
         ]
         print(json.dumps({"components": rows, "plugin_errors": registry.plugin_errors}, indent=2))
@@ -131,7 +175,7 @@ def list_command(argv: list[str]) -> int:
             print(f"\n{current}")
         print(f"  {e.name:<24} {e.doc}")
         print(f"  {'':<24} args: {format_arguments(e)}")
-        print(f"  {'':<24} from: {e.origin}")
+        print(f"  {'':<24} from: {e.origin}{' ' + e.version if e.version else ''}")
     if not found:
         print(f"no component matches kind={kind or '*'} pattern={pattern!r}")
     for name, error in registry.plugin_errors.items():
@@ -142,7 +186,11 @@ def list_command(argv: list[str]) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     from_command_line = argv is None
     argv, plugins = _pop_plugins(list(sys.argv[1:] if argv is None else argv))
-    for plugin in plugins:
+    plugins = [os.path.abspath(p) if os.path.exists(p) else p for p in plugins]
+    if plugins:
+        # DDP launches the other processes with sys.argv (where --plugins is gone): pass it on.
+        os.environ["REGKIT_PLUGINS"] = ",".join(dict.fromkeys(plugins))
+    for plugin in dict.fromkeys(plugins):
         registry.load_module(plugin)
     if argv and argv[0] == "list":
         return list_command(argv[1:])

@@ -1,9 +1,19 @@
 """The component registry: every pluggable part of regkit, found by ``(kind, name)``.
 
-Built-in components register when first asked for; installed plugins (entry-point group
-``regkit.plugins``) are imported only when a name is not found among what is already
-registered, or when everything is listed. A plugin that fails to import is reported by name
-and the others keep working.
+Built-in components register when first asked for. Installed plugins declare entry points in
+the group ``regkit.plugins``; they are read as metadata and imported only when needed:
+
+* an entry point named ``KIND.NAME`` (e.g. ``regularizer.concrete_dropout =
+  "regkit_concrete_dropout:ConcreteDropout"``) is known by name without importing anything;
+  its module is imported the first time that component is built, listed with its arguments,
+  or named in a recipe. If the module does not register the name itself, the object the entry
+  point names is registered under it;
+* any other entry point (e.g. ``my_plugin = "my_plugin"``) is a module or a function that
+  registers components; it is imported when a name is not found among the known ones, or when
+  everything is listed.
+
+A plugin that fails to import is reported by name with its error (``plugin_errors``, ``regkit
+list``) and everything else keeps working.
 """
 from __future__ import annotations
 
@@ -59,6 +69,7 @@ class Entry:
     name: str
     obj: Callable[..., Any]
     module: str
+    dist: str | None = None  # the installed distribution, when it came from an entry point
 
     @property
     def doc(self) -> str:
@@ -78,6 +89,8 @@ class Entry:
     @property
     def origin(self) -> str:
         """The installed distribution that provides the component, else its module or file."""
+        if self.dist:
+            return self.dist
         top = self.module.split(".")[0]
         dists = _packages_distributions().get(top)
         if dists:
@@ -96,11 +109,24 @@ class Entry:
         return out
 
 
+    @property
+    def version(self) -> str:
+        """Version of the distribution in :attr:`origin` ("" for a local file or module)."""
+        try:
+            return importlib.metadata.version(self.origin)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            return ""
+
+
 _LOCAL_PREFIX = "regkit_local_plugin_"
 _entries: dict[tuple[str, str], Entry] = {}
 _builtins_loaded = False
 _plugins_loaded = False
+# Failures by entry-point name: "<distribution> (<module:attr>): <Error>: <message>".
 plugin_errors: dict[str, str] = {}
+_entry_points: tuple[dict[tuple[str, str], Any], list[Any]] | None = None
+_attempted: set[str] = set()  # entry points already imported (or tried)
+_loading_dist: str | None = None  # the distribution whose entry point is being imported
 
 
 def _type_name(tp: Any) -> str:
@@ -155,7 +181,7 @@ def register(kind: str, name: str | None = None, override: bool = False) -> Call
                 f"{kind} {key[1]!r} is already registered (from {old.module}); "
                 "pass override=True to replace it"
             )
-        _entries[key] = Entry(kind, key[1], obj, getattr(obj, "__module__", "?"))
+        _entries[key] = Entry(kind, key[1], obj, getattr(obj, "__module__", "?"), _loading_dist)
         return obj
 
     return decorator
@@ -174,21 +200,77 @@ def _load_builtins() -> None:
             importlib.import_module(module)
 
 
+def _plugin_entry_points() -> tuple[dict[tuple[str, str], Any], list[Any]]:
+    """Entry points of ``regkit.plugins`` (metadata only, read once): ``KIND.NAME`` ones by key,
+    and the others."""
+    global _entry_points
+    if _entry_points is None:
+        named: dict[tuple[str, str], Any] = {}
+        other: list[Any] = []
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            kind, dot, name = ep.name.partition(".")
+            if dot and kind in KINDS and name:
+                named.setdefault((kind, name), ep)
+            else:
+                other.append(ep)
+        _entry_points = (named, other)
+    return _entry_points
+
+
+def _dist_name(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else ep.value.split(":")[0].split(".")[0]
+
+
+def _load_entry_point(ep: Any, key: tuple[str, str] | None = None) -> bool:
+    """Import one entry point (once); record and warn on failure instead of raising."""
+    global _loading_dist
+    if ep.name in _attempted:
+        return ep.name not in plugin_errors
+    _attempted.add(ep.name)
+    dist = _dist_name(ep)
+    previous, _loading_dist = _loading_dist, dist
+    try:
+        loaded = ep.load()
+        if key is not None:
+            if key not in _entries and not inspect.ismodule(loaded):
+                register(*key)(loaded)  # the entry point names the component itself
+            if key not in _entries:
+                raise RegistryError(f"importing {ep.value} did not register {key[0]} {key[1]!r}")
+        elif callable(loaded) and not isinstance(loaded, type):
+            loaded()  # a function that registers components
+    except Exception as err:  # a broken plugin must not break the others
+        plugin_errors[ep.name] = f"{dist} ({ep.value}): {type(err).__name__}: {err}"
+        warnings.warn(f"regkit plugin {ep.name!r} from {dist} failed to load: {err}", stacklevel=3)
+        return False
+    finally:
+        _loading_dist = previous
+    return True
+
+
+def _load_other_plugins() -> None:
+    """Import the entry points that are not named ``KIND.NAME`` (their names are unknown)."""
+    for ep in _plugin_entry_points()[1]:
+        _load_entry_point(ep)
+
+
 def load_plugins() -> dict[str, str]:
     """Import every installed ``regkit.plugins`` entry point once; returns the failures by name."""
     global _plugins_loaded
-    if _plugins_loaded:
-        return plugin_errors
-    _plugins_loaded = True
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = ep.load()
-            if callable(loaded) and not isinstance(loaded, type) and not inspect.ismodule(loaded):
-                loaded()  # an entry point may name a function that registers components
-        except Exception as err:  # a broken plugin must not break the others
-            plugin_errors[ep.name] = f"{type(err).__name__}: {err}"
-            warnings.warn(f"regkit plugin {ep.name!r} ({ep.value}) failed to load: {err}", stacklevel=2)
+    if not _plugins_loaded:
+        _plugins_loaded = True
+        _load_builtins()
+        named, _ = _plugin_entry_points()
+        for key, ep in named.items():
+            _load_entry_point(ep, key)
+        _load_other_plugins()
     return plugin_errors
+
+
+def plugin_components(kind: str | None = None) -> dict[tuple[str, str], str]:
+    """``KIND.NAME`` entry points known from metadata (nothing imported): key -> distribution."""
+    named, _ = _plugin_entry_points()
+    return {key: _dist_name(ep) for key, ep in named.items() if kind is None or key[0] == kind}
 
 
 def load_module(target: str) -> None:
@@ -211,10 +293,16 @@ def get(kind: str, name: str) -> Entry:
     """The registry entry for ``(kind, name)``; unknown names fail listing close matches."""
     _check_kind(kind)
     _load_builtins()
-    entry = _entries.get((kind, name))
+    key = (kind, name)
+    entry = _entries.get(key)
     if entry is None:
-        load_plugins()
-        entry = _entries.get((kind, name))
+        ep = _plugin_entry_points()[0].get(key)
+        if ep is not None:  # a plugin declared this very name: import only that plugin
+            if not _load_entry_point(ep, key):
+                raise RegistryError(f"{kind} {name!r} is provided by plugin {plugin_errors[ep.name]}")
+        else:
+            _load_other_plugins()
+        entry = _entries.get(key)
     if entry is None:
         names = available(kind)
         hint = _did_you_mean(name, names)
@@ -227,23 +315,28 @@ def get(kind: str, name: str) -> Entry:
 def available(kind: str | None = None, pattern: str = "*") -> list[str] | dict[str, list[str]]:
     """Registered names of ``kind`` (sorted), or a ``{kind: names}`` dict when ``kind`` is None.
 
-    ``pattern`` is a shell wildcard, e.g. ``available("regularizer", "*drop*")``.
+    ``pattern`` is a shell wildcard, e.g. ``available("regularizer", "*drop*")``. Names that
+    installed plugins declare as ``KIND.NAME`` entry points are included without importing them.
     """
     _load_builtins()
-    load_plugins()
+    _load_other_plugins()
     if kind is None:
         return {k: available(k, pattern) for k in KINDS}  # type: ignore[misc]
     _check_kind(kind)
-    return sorted(n for (k, n) in _entries if k == kind and fnmatch.fnmatch(n, pattern))
+    names = {n for (k, n) in _entries if k == kind} | {n for (k, n) in plugin_components(kind)}
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
 def entries(kind: str | None = None, pattern: str = "*") -> list[Entry]:
-    """Registry entries, sorted by kind then name."""
+    """Registry entries, sorted by kind then name; imports only the plugins that can match."""
     _load_builtins()
-    load_plugins()
     kinds = KINDS if kind is None else (kind,)
     for k in kinds:
         _check_kind(k)
+    for key, ep in _plugin_entry_points()[0].items():
+        if key[0] in kinds and fnmatch.fnmatch(key[1], pattern) and key not in _entries:
+            _load_entry_point(ep, key)
+    _load_other_plugins()
     return sorted(
         (e for e in _entries.values() if e.kind in kinds and fnmatch.fnmatch(e.name, pattern)),
         key=lambda e: (KINDS.index(e.kind), e.name),
