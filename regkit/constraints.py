@@ -1,18 +1,31 @@
-"""Constraints (kind ``constraint``): projections applied to weights after each optimizer step."""
+"""Constraints (kind ``constraint``): restrictions on weights. Most are projections applied after
+each optimizer step (``apply``); some are reparametrizations registered once (``setup``), which the
+task calls before the optimizer is created."""
 from __future__ import annotations
+
+import fnmatch
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from regkit.penalties import select_parameters
 from regkit.registry import register
 
 
 class Constraint:
-    """Projects some of a module's weights back into an allowed set; ``apply`` runs after a step."""
+    """Keeps some of a module's weights in an allowed set.
 
-    def apply(self, module: nn.Module) -> None:  # pragma: no cover
-        raise NotImplementedError
+    ``setup(module)`` runs once, before the optimizer exists (a parametrization is registered
+    there); ``apply(module)`` runs under ``no_grad`` after every optimizer step (a projection).
+    Both do nothing by default.
+    """
+
+    def setup(self, module: nn.Module) -> None:
+        pass
+
+    def apply(self, module: nn.Module) -> None:
+        pass
 
     def __call__(self, module: nn.Module) -> None:
         with torch.no_grad():
@@ -42,3 +55,65 @@ class MaxNorm(Constraint):
 
     def __repr__(self) -> str:
         return f"MaxNorm(max_norm={self.max_norm}, include={self.include!r})"
+
+
+DEFAULT_SPECTRAL_TYPES = ["Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+
+@register("constraint", "spectral_norm")
+class SpectralNorm(Constraint):
+    """Divide the weight of chosen layers by its largest singular value, estimated by power
+    iteration, so each layer is about 1-Lipschitz (Miyato et al., 2018, "Spectral Normalization for
+    Generative Adversarial Networks").
+
+    Registered once, at setup, as a ``torch.nn.utils.parametrizations.spectral_norm`` parametrization
+    (the trained tensor becomes ``<layer>.parametrizations.weight.original``; the power-iteration
+    vectors are buffers saved with checkpoints and advance only in training mode).
+
+    Args:
+        include: shell pattern on module names (as in ``named_modules()``, e.g. ``"layers.*"``).
+        exclude: shell pattern of module names to leave out (e.g. the output layer).
+        types: class names of the layers to normalize.
+        n_power_iterations: power-iteration steps per training forward pass.
+        eps: added to norms in the power iteration.
+    """
+
+    def __init__(
+        self,
+        include: str = "*",
+        exclude: str = "",
+        types: list[str] = DEFAULT_SPECTRAL_TYPES,
+        n_power_iterations: int = 1,
+        eps: float = 1e-12,
+    ) -> None:
+        if n_power_iterations < 1:
+            raise ValueError(f"n_power_iterations must be >= 1, got {n_power_iterations}")
+        self.include, self.exclude, self.types = include, exclude, list(types)
+        self.n_power_iterations, self.eps = n_power_iterations, eps
+
+    def layers(self, module: nn.Module) -> list[tuple[str, nn.Module]]:
+        """The ``(name, layer)`` pairs this constraint acts on."""
+        return [
+            (name, m)
+            for name, m in module.named_modules()
+            if type(m).__name__ in self.types
+            and fnmatch.fnmatch(name, self.include)
+            and not (self.exclude and fnmatch.fnmatch(name, self.exclude))
+        ]
+
+    def setup(self, module: nn.Module) -> None:
+        layers = self.layers(module)
+        if not layers:
+            raise ValueError(f"spectral_norm: no {'/'.join(self.types)} layer matches include={self.include!r}")
+        for _, layer in layers:
+            if not _has_spectral_norm(layer):
+                nn.utils.parametrizations.spectral_norm(layer, "weight", self.n_power_iterations, self.eps)
+
+    def __repr__(self) -> str:
+        return f"SpectralNorm(include={self.include!r}, exclude={self.exclude!r}, types={self.types})"
+
+
+def _has_spectral_norm(layer: nn.Module) -> bool:
+    if not parametrize.is_parametrized(layer, "weight"):
+        return False
+    return any(type(p).__name__ == "_SpectralNorm" for p in layer.parametrizations["weight"])

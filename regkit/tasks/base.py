@@ -61,6 +61,19 @@ class RegularizedTask(L.LightningModule):
             total = total + value
         return total
 
+    def setup_constraints(self) -> None:
+        """Run each constraint's one-time ``setup`` on the model (e.g. register a spectral-norm
+        parametrization), once. Lightning's ``setup`` hook calls it before optimizers exist; a task
+        that builds its model in ``__init__`` calls it there too, so checkpoints load directly."""
+        if getattr(self, "_constraints_set_up", False):
+            return
+        self._constraints_set_up = True
+        for constraint in self.constraints:
+            constraint.setup(self.regularized_model())
+
+    def setup(self, stage: str) -> None:
+        self.setup_constraints()
+
     def apply_constraints(self) -> None:
         for constraint in self.constraints:
             constraint(self.regularized_model())

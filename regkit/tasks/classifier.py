@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from regkit.mc_dropout import mc_predict
 from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer
 
@@ -19,6 +20,11 @@ class Classifier(RegularizedTask):
         network: the network (registry name and arguments), e.g. ``{name: mlp, hidden: [1024, 1024]}``.
         num_classes: number of classes for the metrics.
         optimizer, lr_scheduler, penalties, constraints: see :class:`RegularizedTask`.
+        mc_samples: T > 0 turns on MC dropout at test and predict time: test also logs
+            ``test/mc_acc``, ``test/mc_nll`` and ``test/mc_ece`` of the mean of T stochastic passes
+            (next to the single deterministic pass's ``test/acc``, ``test/nll``, ``test/ece``), and
+            predict returns ``{"probs", "entropy", "variance", "mutual_information"}`` instead of
+            the deterministic probabilities.
     """
 
     def __init__(
@@ -29,14 +35,26 @@ class Classifier(RegularizedTask):
         lr_scheduler: Optional[LRSchedulerCallable] = None,
         penalties: list[PenaltySpec] = [],
         constraints: list[ConstraintSpec] = [],
+        mc_samples: int = 0,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
+        if mc_samples < 0:
+            raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)
-        self.save_hyperparameters({"network": network.to_config(), "num_classes": num_classes, **self.spec_config})
+        self.save_hyperparameters(
+            {"network": network.to_config(), "num_classes": num_classes, "mc_samples": mc_samples, **self.spec_config}
+        )
         self.network = network.build()
         self.num_classes = num_classes
+        self.mc_samples = mc_samples
         metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
         self.train_acc, self.val_acc, self.test_acc = metric(), metric(), metric()
+        ece = lambda: torchmetrics.CalibrationError(task="multiclass", num_classes=num_classes)  # noqa: E731
+        self.test_nll, self.test_ece = torchmetrics.MeanMetric(), ece()
+        if mc_samples:
+            self.mc_acc, self.mc_nll, self.mc_ece = metric(), torchmetrics.MeanMetric(), ece()
+        # Parametrizations (spectral norm) now, so checkpoints load with Classifier.load_from_checkpoint.
+        self.setup_constraints()
 
     def regularized_model(self) -> torch.nn.Module:
         return self.network
@@ -68,8 +86,34 @@ class Classifier(RegularizedTask):
         return self._evaluate(batch, "val", self.val_acc)
 
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._evaluate(batch, "test", self.test_acc)
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.test_acc(logits, y)
+        self.test_nll(F.cross_entropy(logits.float(), y, reduction="none"))
+        self.test_ece(logits.float().softmax(-1), y)
+        self.log("test/loss", loss, sync_dist=True)
+        self.log("test/acc", self.test_acc, prog_bar=True)
+        self.log("test/nll", self.test_nll)
+        self.log("test/ece", self.test_ece)
+        if self.mc_samples:
+            probs = mc_predict(self, x, samples=self.mc_samples).mean
+            self.mc_acc(probs, y)
+            self.mc_nll(F.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="none"))
+            self.mc_ece(probs, y)
+            self.log("test/mc_acc", self.mc_acc, prog_bar=True)
+            self.log("test/mc_nll", self.mc_nll)
+            self.log("test/mc_ece", self.mc_ece)
+        return loss
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        return self(x).softmax(-1)
+        if not self.mc_samples:
+            return self(x).softmax(-1)
+        pred = mc_predict(self, x, samples=self.mc_samples)
+        return {
+            "probs": pred.mean,
+            "entropy": pred.entropy,
+            "variance": pred.variance,
+            "mutual_information": pred.mutual_information,
+        }
