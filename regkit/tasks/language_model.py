@@ -1,0 +1,128 @@
+"""Word-level language modelling with truncated backpropagation through time."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics.text import Perplexity
+
+from regkit.mc_dropout import mc_dropout
+from regkit.networks.rnn import detach_state
+from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
+from regkit.tasks.base import RegularizedTask, default_optimizer
+
+
+class LanguageModel(RegularizedTask):
+    """Next-token language model over a continuous token stream, scored by perplexity (Zaremba et al., 2014).
+
+    Batches are consecutive windows ``(inputs, targets)`` of ``(N, T)`` tokens (e.g. from
+    :class:`regkit.data.PTBDataModule`). The recurrent state at the end of one window starts the
+    next one, detached so gradients stop at the window boundary (truncated BPTT); it is reset at the
+    start of every epoch and kept separately for training, validation and test. Gradient clipping
+    is the trainer's (``trainer.gradient_clip_val``, e.g. 0.25 or 5). Validation and test run in
+    eval mode, without dropout. Penalties get the context ``outputs`` / ``dropped_outputs`` (the
+    last RNN layer's outputs before / after output dropout) and ``time_dim=1``, for AR and TAR.
+
+    Args:
+        network: a language-model network returning ``LMOutput`` (e.g. ``{name: rnn_lm, ...}``).
+        optimizer, lr_scheduler, penalties, constraints: see :class:`RegularizedTask`.
+        mc_samples: T > 0 adds MC-dropout evaluation at test time (Gal & Ghahramani, 2016):
+            ``test/mc_ppl`` is the perplexity of the mean of T stochastic passes' probabilities,
+            each pass carrying its own recurrent state, logged next to the deterministic
+            ``test/ppl``. Costs T extra forward passes per test window.
+    """
+
+    def __init__(
+        self,
+        network: NetworkSpec,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: Optional[LRSchedulerCallable] = None,
+        penalties: list[PenaltySpec] = [],
+        constraints: list[ConstraintSpec] = [],
+        mc_samples: int = 0,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler, penalties, constraints)
+        if mc_samples < 0:
+            raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
+        network = NetworkSpec.parse(network)
+        self.save_hyperparameters({"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config})
+        self.network = network.build()
+        self.mc_samples = mc_samples
+        self.val_ppl, self.test_ppl, self.mc_ppl = Perplexity(), Perplexity(), Perplexity()
+        self._state: dict[str, Any] = {}
+        if hasattr(self, "setup_constraints"):
+            self.setup_constraints()  # parametrizations now, so checkpoints load directly
+
+    def regularized_model(self) -> torch.nn.Module:
+        return self.network
+
+    def forward(self, tokens: torch.Tensor, state: Any = None) -> Any:
+        return self.network(tokens, state)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_vocab = getattr(datamodule, "vocab_size", None)
+        net_vocab = getattr(self.network, "vocab_size", None)
+        if data_vocab is not None and net_vocab is not None and data_vocab != net_vocab:
+            raise ValueError(
+                f"the data has {data_vocab} word types but the network's vocab_size is {net_vocab}; "
+                f"set model.init_args.network.vocab_size: {data_vocab}"
+            )
+
+    def _step(self, key: str, tokens: torch.Tensor) -> Any:
+        out = self.network(tokens, self._state.get(key))
+        self._state[key] = detach_state(out.state)
+        return out
+
+    @staticmethod
+    def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+    def on_train_epoch_start(self) -> None:
+        self._state.pop("train", None)
+
+    def on_validation_epoch_start(self) -> None:
+        self._state.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        for key in [k for k in self._state if k.startswith("test")]:
+            del self._state[key]
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        out = self._step("train", x)
+        loss = self._loss(out.logits, y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
+        self.log("train/ppl", loss.detach().exp(), batch_size=y.numel())
+        if len(self.penalties):
+            loss = loss + self.penalty_loss(outputs=out.outputs, dropped_outputs=out.dropped_outputs, time_dim=1)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        out = self._step("val", x)
+        loss = self._loss(out.logits, y)
+        self.val_ppl(out.logits.float(), y)
+        self.log("val/loss", loss, sync_dist=True, batch_size=y.numel())
+        self.log("val/ppl", self.val_ppl, prog_bar=True)
+        return loss
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        out = self._step("test", x)
+        loss = self._loss(out.logits, y)
+        self.test_ppl(out.logits.float(), y)
+        self.log("test/loss", loss, sync_dist=True, batch_size=y.numel())
+        self.log("test/ppl", self.test_ppl, prog_bar=True)
+        if self.mc_samples:
+            probs = torch.zeros_like(out.logits, dtype=torch.float)
+            with mc_dropout(self.network):
+                for k in range(self.mc_samples):
+                    probs += self._step(f"test_mc{k}", x).logits.float().softmax(-1)
+            # Perplexity applies a softmax: log-probabilities come back out unchanged.
+            self.mc_ppl(probs.div_(self.mc_samples).clamp_min_(1e-12).log_(), y)
+            self.log("test/mc_ppl", self.mc_ppl, prog_bar=True)
+        return loss
