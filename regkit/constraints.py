@@ -62,9 +62,10 @@ DEFAULT_SPECTRAL_TYPES = ["Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose
 
 @register("constraint", "spectral_norm")
 class SpectralNorm(Constraint):
-    """Divide the weight of chosen layers by its largest singular value, estimated by power
-    iteration, so each layer is about 1-Lipschitz (Miyato et al., 2018, "Spectral Normalization for
-    Generative Adversarial Networks").
+    """Divide chosen layers' weights by their largest singular value (Miyato et al., 2018).
+
+    The singular value is estimated by power iteration, so each layer is about 1-Lipschitz
+    ("Spectral Normalization for Generative Adversarial Networks").
 
     Registered once, at setup, as a ``torch.nn.utils.parametrizations.spectral_norm`` parametrization
     (the trained tensor becomes ``<layer>.parametrizations.weight.original``; the power-iteration

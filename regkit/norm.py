@@ -42,9 +42,10 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
 
 @register("norm", "ghost_batch_norm")
 class GhostBatchNorm(BatchNorm):
-    """Batch normalization with statistics from small "ghost" batches of ``virtual_batch_size``
-    samples, which keeps the regularizing noise of small batches when training with large ones
-    (Hoffer et al., 2017, "Train longer, generalize better").
+    """Batch norm with statistics of small "ghost" batches within the batch (Hoffer et al., 2017).
+
+    Keeps the regularizing noise of small batches when training with large ones ("Train longer,
+    generalize better"), ``virtual_batch_size`` samples per ghost batch.
 
     In training each ghost batch is normalized with its own mean and variance (all ghost batches at
     once when the batch splits evenly); the running statistics are updated once per step with the
@@ -131,8 +132,9 @@ LayerNormOver = Literal["channels", "last", "all"]
 
 @register("norm", "layer_norm")
 class LayerNorm(nn.Module):
-    """Normalize each sample by its own mean and variance instead of the batch's (Ba et al., 2016,
-    "Layer Normalization"); the same in training and eval mode.
+    """Normalize each sample by its own mean and variance, not the batch's (Ba et al., 2016).
+
+    "Layer Normalization"; the same in training and eval mode.
 
     ``over`` picks the axes; the default makes it a drop-in replacement for ``batch_norm`` in any
     slot, since slots are channel-first like batch norm:

@@ -20,8 +20,9 @@ __all__ = ["DropConnect", "DropConnectLinear", "apply_drop_connect"]
 
 @register("regularizer", "drop_connect")
 class DropConnectLinear(StochasticRegularizer, nn.Linear):
-    """A Linear layer whose weights are dropped with probability p (inverted scaling) at every
-    training forward pass (Wan et al., 2013, "Regularization of Neural Networks using DropConnect").
+    """A Linear layer whose weights are dropped with probability p in training (Wan et al., 2013).
+
+    DropConnect ("Regularization of Neural Networks using DropConnect") with inverted scaling.
 
     One weight mask is drawn per forward pass and shared by the batch (the paper draws one per
     sample, which costs a (N, out, in) tensor); the bias is not dropped.

@@ -25,9 +25,10 @@ def drop_path(x: torch.Tensor, p: float, training: bool = True, scale_by_keep: b
 
 @register("regularizer", "drop_path")
 class DropPath(DropoutBase):
-    """Drop the whole input of a sample with probability p: put on a residual branch
-    (``x + drop_path(f(x))``) it skips that block for the sample (Huang et al., 2016, "Deep Networks
-    with Stochastic Depth"; Larsson et al., 2017, FractalNet).
+    """Drop path / stochastic depth: zero a whole sample with probability p (Huang et al., 2016).
+
+    Put on a residual branch (``x + drop_path(f(x))``) it skips that block for the sample ("Deep
+    Networks with Stochastic Depth"; Larsson et al., 2017, FractalNet's drop-path).
 
     Args:
         p: probability of dropping a sample's path, 0 <= p < 1.

@@ -54,8 +54,9 @@ class Dropout(DropoutBase):
 
 @register("regularizer", "gaussian_dropout")
 class GaussianDropout(DropoutBase):
-    """Multiply each element by Gaussian noise N(1, p/(1-p)) instead of a Bernoulli mask; no unit is
-    ever fully dropped (Srivastava et al., 2014, section 10; Wang & Manning, 2013).
+    """Multiply each element by Gaussian noise N(1, p/(1-p)) (Srivastava et al., 2014, section 10).
+
+    No unit is ever fully dropped; the noise has the variance of Bernoulli dropout at rate p.
 
     Args:
         p: the Bernoulli rate whose variance the noise matches, 0 <= p < 1 (noise std sqrt(p/(1-p))).
@@ -73,8 +74,10 @@ class GaussianDropout(DropoutBase):
 
 @register("regularizer", "alpha_dropout")
 class AlphaDropout(DropoutBase):
-    """Set dropped elements to SELU's negative saturation and apply an affine map that keeps the
-    input's mean and variance, for self-normalizing (SELU) networks (Klambauer et al., 2017).
+    """Dropout for SELU networks that keeps mean and variance (Klambauer et al., 2017, SNNs).
+
+    Dropped elements are set to SELU's negative saturation, then an affine map restores the
+    input's mean and variance, so self-normalization survives.
 
     Args:
         p: drop probability, 0 <= p < 1.

@@ -35,8 +35,10 @@ def spatial_dropout(x: torch.Tensor, p: float, training: bool = True, channels_l
 
 @register("regularizer", "spatial_dropout")
 class SpatialDropout(DropoutBase):
-    """Drop entire channels of 1d/2d/3d feature maps, the mask constant over the spatial or temporal
-    axes (Tompson et al., 2015, "Efficient Object Localization Using Convolutional Networks").
+    """Drop whole channels of 1d/2d/3d feature maps (Tompson et al., 2015, SpatialDropout).
+
+    One draw per sample and channel, constant over the spatial or temporal axes ("Efficient Object
+    Localization Using Convolutional Networks"); kept channels are scaled by 1/(1-p).
 
     Args:
         p: probability of dropping a channel, 0 <= p < 1.
@@ -102,8 +104,9 @@ def drop_block(
 
 @register("regularizer", "drop_block")
 class DropBlock(StochasticRegularizer, nn.Module):
-    """Drop contiguous square blocks of convolutional feature maps (Ghiasi et al., 2018,
-    "DropBlock: A regularization method for convolutional networks").
+    """Drop contiguous square blocks of convolutional feature maps (Ghiasi et al., 2018, DropBlock).
+
+    Kept units are rescaled by (total / kept) units of the mask, as in the paper.
 
     The rate can follow a schedule: ``warmup_steps > 0`` raises it linearly from 0 to ``p`` over
     that many training forward passes (the paper's linear schedule; the step counter is a buffer,
