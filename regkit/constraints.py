@@ -74,7 +74,7 @@ class SpectralNorm(Constraint):
     Args:
         include: shell pattern on module names (as in ``named_modules()``, e.g. ``"layers.*"``).
         exclude: shell pattern of module names to leave out (e.g. the output layer).
-        types: class names of the layers to normalize.
+        types: class names of the layers to normalize (their subclasses count too).
         n_power_iterations: power-iteration steps per training forward pass.
         eps: added to norms in the power iteration.
     """
@@ -97,7 +97,7 @@ class SpectralNorm(Constraint):
         return [
             (name, m)
             for name, m in module.named_modules()
-            if type(m).__name__ in self.types
+            if any(cls.__name__ in self.types for cls in type(m).__mro__)  # subclasses, parametrized too
             and fnmatch.fnmatch(name, self.include)
             and not (self.exclude and fnmatch.fnmatch(name, self.exclude))
         ]
