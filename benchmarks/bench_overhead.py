@@ -201,22 +201,24 @@ def run(quick: bool = False) -> list[dict]:
     import lightning as L  # noqa: F401  (imported before timing so that no run pays for it)
     import wandb  # noqa: F401
 
-    steps, warmup, repeats = (60, 10, 3) if quick else (300, 20, 5)
+    # 50 (quick) / 100 steady steps after 10 warm-up steps: the W&B cases log at global steps 49 (and
+    # 99), i.e. exactly once per 50 steps inside the timed window, Lightning's default rate.
+    steps, warmup, repeats = (60, 10, 3) if quick else (110, 10, 5)
     data = loader(mnist_batches(steps * BATCH_SIZE))
     work = tempfile.mkdtemp(prefix="regkit-bench-overhead-")
 
-    def hand() -> Stamps:
-        return hand_loop(build_network(S1_NETWORK), data, steps)
+    def hand(n: int = steps) -> Stamps:
+        return hand_loop(build_network(S1_NETWORK), data, n)
 
-    def lightning_case(mode: str) -> Callable[[], Stamps]:
-        return lambda: trainer_run(build_task(S1_NETWORK), data, steps, mode, save_dir=work)
+    def lightning_case(mode: str) -> Callable[..., Stamps]:
+        return lambda n=steps: trainer_run(build_task(S1_NETWORK), data, n, mode, save_dir=work)
 
-    fns: dict[str, Callable[[], Stamps]] = {"hand": hand, **{m: lightning_case(m) for m in CASES}}
+    fns: dict[str, Callable[..., Stamps]] = {"hand": hand, **{m: lightning_case(m) for m in CASES}}
     per_step: dict[str, list[float]] = {k: [] for k in fns}
     total: dict[str, list[float]] = {k: [] for k in fns}
     curves: dict[str, torch.Tensor] = {}
-    for k, fn in fns.items():  # warm up every path once (imports, allocator, W&B service)
-        fn()
+    for fn in fns.values():  # a short run of every path first (imports, allocator, W&B service)
+        fn(3)
     for _ in range(repeats):
         for k, fn in fns.items():
             start = time.perf_counter()
@@ -229,7 +231,8 @@ def run(quick: bool = False) -> list[dict]:
     hand_total, hand_total_iqr = median_iqr(total["hand"])
     n = steps - warmup
     rows = [row(BENCHMARK, "hand-written PyTorch loop", "ms/step", hand_step, hand_step_iqr,
-                note=f"S1 MLP, batch {BATCH_SIZE}, median of {repeats} runs of {n} steady steps")]
+                note=f"S1 MLP, batch {BATCH_SIZE}, {torch.get_num_threads()} torch threads, "
+                f"median of {repeats} runs of {n} steady steps")]
     for k, label in CASES.items():
         value, spread = median_iqr(per_step[k])
         diff = (curves[k] - curves["hand"]).abs().max().item()
