@@ -1,0 +1,93 @@
+"""Save a grid of generator samples as a PNG every epoch and log it to W&B."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """(N, C, H, W) images in [0, 1] -> one (H', W') or (H', W', C) uint8 array, ``nrow`` per row."""
+    n, c, h, w = images.shape
+    rows = (n + nrow - 1) // nrow
+    grid = torch.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value)
+    for i, img in enumerate(images.detach().float().cpu().clamp(0, 1)):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top : top + h, left : left + w] = img
+    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return array[..., 0] if c == 1 else array
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, scale: int = 1) -> Path:
+    """Write ``images`` (N, C, H, W) in [0, 1] as a PNG grid, each pixel ``scale`` x ``scale``."""
+    from PIL import Image
+
+    array = image_grid(images, nrow)
+    if scale > 1:
+        array = array.repeat(scale, axis=0).repeat(scale, axis=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, optimize=True)
+    return path
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run's folder, the one its checkpoints go to: ``save_dir/name/version`` of the first logger."""
+    logger = trainer.logger
+    save_dir = getattr(logger, "save_dir", None) if logger is not None else None
+    if logger is None or save_dir is None or logger.version is None:
+        return Path(trainer.default_root_dir)
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(save_dir) / str(logger.name) / version
+
+
+class SampleGrid(L.Callback):
+    """Every ``every_n_epochs`` training epochs, draw ``num_samples`` images from the task's generator
+    with the same fixed noise (so epochs are comparable), save them as ``<run dir>/samples/epoch_XXX.png``
+    and log the image to W&B (key ``samples``) when a WandbLogger is in use.
+
+    The task must have ``latent_dim`` and ``generate(z) -> images in [0, 1]`` (``regkit.tasks.GAN`` has).
+
+    Args:
+        num_samples: images per grid.
+        nrow: images per row.
+        every_n_epochs: save every this many epochs (the last epoch is always saved).
+        seed: seed of the fixed noise.
+        dirpath: folder for the PNGs (null: ``samples/`` in the run's folder).
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 64,
+        nrow: int = 8,
+        every_n_epochs: int = 1,
+        seed: int = 0,
+        dirpath: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        self.num_samples, self.nrow, self.every_n_epochs = num_samples, nrow, every_n_epochs
+        self.seed, self.dirpath = seed, dirpath
+        self.noise: Optional[torch.Tensor] = None
+        self.last_path: Optional[Path] = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if (epoch + 1) % self.every_n_epochs and not (last or trainer.should_stop):
+            return
+        if not trainer.is_global_zero:
+            return
+        if self.noise is None:
+            gen = torch.Generator().manual_seed(self.seed)
+            self.noise = torch.randn(self.num_samples, pl_module.latent_dim, generator=gen)
+        images = pl_module.generate(self.noise.to(pl_module.device))
+        folder = Path(self.dirpath) if self.dirpath else run_dir(trainer) / "samples"
+        self.last_path = save_image_grid(images, folder / f"epoch_{epoch:03d}.png", self.nrow)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="samples", images=[str(self.last_path)], caption=[f"epoch {epoch}"], step=trainer.global_step)
