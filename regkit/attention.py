@@ -236,8 +236,9 @@ class MultiHeadSelfAttention(AttentionBlock):
 
 @register("attention", "dot_product_attention")
 class DotProductAttention(AttentionBlock):
-    """Query-value dot-product attention, Luong-style "dot" / "general" scores (Luong et al., 2015),
-    as Keras' ``Attention`` layer, with attention-dropout, on fused SDPA.
+    """Query-value dot-product attention with "dot" / "general" scores (Luong et al., 2015), on SDPA.
+
+    Keras' ``Attention`` layer done on 3-D sequences, with attention-dropout.
 
     ``score(q, k) = s · qᵀk`` ("dot") or ``s · qᵀ W k`` ("general"); ``out = softmax(score) v``.
     ``s`` is 1, or a learned scalar (``use_scale``, as Keras), or ``1/sqrt(d)`` (``scaled``,
@@ -374,8 +375,10 @@ class AdditiveAttention(AttentionBlock):
 
 @register("attention", "attention_pooling")
 class AttentionPooling(AttentionBlock):
-    """Pools a sequence to one vector with a learned query (Yang et al., 2016; the pooling-by-
-    multihead-attention of Lee et al., 2019), with attention-dropout, on fused SDPA.
+    """Pools a sequence to one vector with learned queries (Yang et al., 2016; Lee et al., 2019).
+
+    The pooling-by-attention of hierarchical attention networks and Set Transformer's PMA, with
+    attention-dropout, on fused SDPA.
 
     Head h scores each position with a learned query ``q_h`` against projected keys
     ``k = W_k x`` (``q_hᵀ k_h / sqrt(d)``) and returns the weighted mean of its slice of ``x``;
@@ -421,8 +424,7 @@ class AttentionPooling(AttentionBlock):
 
 @register("attention", "squeeze_excitation")
 class SqueezeExcitation(AttentionBlock):
-    """Squeeze-and-excitation channel attention (Hu et al., 2018): rescale each channel by a gate
-    computed from its global average.
+    """Squeeze-and-excitation channel attention: gates each channel from its global mean (Hu et al., 2018).
 
     ``s = sigmoid(W_2 relu(W_1 mean_hw(x)))``, ``out = x · s`` per channel.
 

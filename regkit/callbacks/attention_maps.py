@@ -15,8 +15,9 @@ from regkit.attention import record_attention
 def plot_attention_maps(inputs: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "", max_maps: int = 4) -> Any:
     """A matplotlib Figure: one row per input, the input then each recorded attention map.
 
-    Self-attention weights (N, H, L, S) are shown as L x S heat maps averaged over heads; pooling
-    weights (N, H, L) as an H x L strip; channel gates (N, C) as a 1 x C strip. Uses the Agg canvas
+    Self-attention weights (N, H, L, S) are shown as L x S heat maps averaged over heads (query
+    down, key across); pooling weights (N, H, L) as L x H columns, aligned with the input's rows;
+    channel gates (N, C) as a 1 x C strip. Uses the Agg canvas
     directly, so the global matplotlib backend is left alone.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -26,9 +27,11 @@ def plot_attention_maps(inputs: torch.Tensor, maps: dict[str, torch.Tensor], tit
     show_input = inputs.dim() in (3, 4) and (inputs.dim() == 3 or inputs.shape[1] in (1, 3))
     cols = len(names) + int(show_input)
     rows = inputs.shape[0]
-    fig = Figure(figsize=(2.1 * cols, 2.0 * rows + 0.4), layout="constrained")
+    # pooling columns (a 2-D map per input) are drawn narrow
+    widths = [1.0] * int(show_input) + [0.45 if maps[n][0].dim() == 2 else 1.0 for n in names]
+    fig = Figure(figsize=(2.1 * sum(widths) + 0.3, 2.0 * rows + 0.4), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    axes = fig.subplots(rows, cols, squeeze=False, width_ratios=widths)
     for i in range(rows):
         col = 0
         if show_input:
@@ -39,12 +42,14 @@ def plot_attention_maps(inputs: torch.Tensor, maps: dict[str, torch.Tensor], tit
             col = 1
         for j, name in enumerate(names):
             w = maps[name][i].float().cpu()
-            if w.dim() == 3:  # (H, L, S): the head average
+            if w.dim() == 3:  # (H, L, S): the head average, queries down, keys across
                 w = w.mean(0)
-            elif w.dim() == 1:  # (C,) gates
+            elif w.dim() == 2:  # (H, L) pooling weights: a column per head, beside the input's rows
+                w = w.T
+            else:  # (C,) gates
                 w = w[None]
             ax = axes[i, col + j]
-            im = ax.imshow(w.numpy(), cmap="viridis", aspect="auto" if w.shape[0] < 4 else "equal")
+            im = ax.imshow(w.numpy(), cmap="viridis", aspect="equal" if w.shape[0] == w.shape[1] else "auto")
             if i == 0:
                 ax.set_title(name, fontsize=8)
             fig.colorbar(im, ax=ax, shrink=0.8)
