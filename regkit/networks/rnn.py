@@ -199,8 +199,7 @@ def detach_state(state: Optional[State]) -> Optional[State]:
 
 @register("network", "rnn_lm")
 class RNNLanguageModel(nn.Module):
-    """LSTM / GRU / RNN language model with embedding, variational and weight dropout slots
-    (Zaremba et al., 2014; Gal & Ghahramani, 2016; Merity et al., 2017).
+    """LSTM / GRU / RNN language model with dropout slots (Zaremba 2014; Gal & Ghahramani 2016; Merity 2017).
 
     embedding -> embedding_dropout (on the weight: whole word types) -> input_dropout ->
     RNN layers (layer_dropout between, weight_drop on their recurrent weights) -> output_dropout
@@ -280,8 +279,7 @@ Pooling = Literal["last", "mean", "max"]
 
 @register("network", "rnn_classifier")
 class RNNClassifier(nn.Module):
-    """Sequence classifier: embedding, dropout slots and an LSTM / GRU / RNN, pooled over time, then
-    a linear head (Gal & Ghahramani, 2016, sentiment experiments; Zaremba et al., 2014).
+    """Sequence classifier: LSTM / GRU / RNN with dropout slots, pooled over time (Gal & Ghahramani, 2016).
 
     Padding (``padding_idx``, right-padded) is left out of mean / max pooling, and ``last`` takes
     each sequence's last real token (for a bidirectional net, the backward half is read at step 0).
