@@ -203,7 +203,7 @@ def run(quick: bool = False) -> list[dict]:
 
     # 50 (quick) / 100 steady steps after 10 warm-up steps: the W&B cases log at global steps 49 (and
     # 99), i.e. exactly once per 50 steps inside the timed window, Lightning's default rate.
-    steps, warmup, repeats = (60, 10, 3) if quick else (110, 10, 5)
+    steps, warmup, repeats = (60, 10, 2) if quick else (110, 10, 3)
     data = loader(mnist_batches(steps * BATCH_SIZE))
     work = tempfile.mkdtemp(prefix="regkit-bench-overhead-")
 

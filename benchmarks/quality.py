@@ -79,7 +79,8 @@ def train(key: str) -> dict:
 def quality_markdown(data: dict) -> str:
     lines = [
         f"Measured {data['date']} on {data['cpu']} ({data['cores']} cores, shared), "
-        f"torch {data['torch']}, lightning {data['lightning']}; regenerate with `python benchmarks/quality.py`.",
+        f"torch {data['torch']}, lightning {data['lightning']}, OMP_NUM_THREADS={data.get('threads', '?')} "
+        f"(load average {data.get('load', '?')}); regenerate with `python benchmarks/quality.py`.",
         "",
         "| model | test error (%) | epochs | wall time | exact command |",
         "|---|---|---|---|---|",
@@ -116,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[quality] training {key}: {shlex.join(command(RECIPES[key][0]))}", flush=True)
         runs[key] = train(key)
         print(f"[quality] {key}: {runs[key]}", flush=True)
-    data = {"date": info["date"], "cpu": info["cpu"], "cores": info["cores (os.cpu_count)"],
+    data = {"date": info["date"], "load": info.get("load average (1/5/15 min)", "?"), "cpu": info["cpu"], "cores": info["cores (os.cpu_count)"],
             "torch": info["torch"], "lightning": info["lightning"],
+            "threads": os.environ.get("OMP_NUM_THREADS", "torch default"),
             "runs": [runs[k] for k in RECIPES if k in runs]}
     OUT.write_text(json.dumps(data, indent=2) + "\n")
     print(quality_markdown(data))
