@@ -32,40 +32,64 @@ def resolve_offline(offline: Optional[bool]) -> bool:
     return not wandb_logged_in()
 
 
-def git_revision() -> Optional[str]:
-    """The current git commit of the working directory, if it is a git checkout."""
+def git_revision(directory: Optional[str] = None) -> Optional[str]:
+    """The git commit checked out in ``directory`` (default: the working directory), with
+    ``+dirty`` when tracked files have uncommitted changes; None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=directory, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        )
-        return out.stdout.strip() or None
+        rev = git("rev-parse", "HEAD")
+        if not rev:
+            return None
+        return rev + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def run_versions() -> dict[str, Any]:
-    """Versions of regkit, torch, lightning and installed regkit plugin packages, plus the git revision."""
+    """Versions of Python, regkit, torch, lightning, torchmetrics and every installed regkit plugin
+    package; ``git_revision`` of the working directory and ``regkit_git_revision`` of regkit's own
+    source checkout, when they are git checkouts."""
     import importlib.metadata as md
+    import platform
 
     import lightning
     import torch
+    import torchmetrics
 
     import regkit
 
-    versions: dict[str, Any] = {"regkit": regkit.__version__, "torch": torch.__version__, "lightning": lightning.__version__}
+    versions: dict[str, Any] = {
+        "python": platform.python_version(),
+        "regkit": regkit.__version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torchmetrics": torchmetrics.__version__,
+    }
     for ep in md.entry_points(group="regkit.plugins"):
         if ep.dist is not None:
             versions[ep.dist.name] = ep.dist.version
     rev = git_revision()
     if rev:
         versions["git_revision"] = rev
+    source = Path(regkit.__file__).resolve().parent.parent
+    own = git_revision(str(source)) if (source / ".git").exists() else None
+    if own:
+        versions["regkit_git_revision"] = own
     return versions
 
 
 class WandbLogger(_LightningWandbLogger):
-    """Lightning's WandbLogger with regkit's defaults: runs under ``save_dir/wandb``, offline unless
-    logged in (``WANDB_MODE`` respected; ``wandb sync`` uploads offline runs later), and the
-    regkit/torch/plugin versions and git revision in the run config.
+    """Weights & Biases logger with regkit's defaults (Lightning's WandbLogger underneath).
+
+    Runs go under ``save_dir/wandb``; offline unless you are logged in (``WANDB_MODE`` is
+    respected; ``wandb sync`` uploads offline runs later). The run config gets ``versions``
+    (Python, regkit, torch, lightning, torchmetrics, each installed regkit plugin package, the git
+    revisions) and, from the CLI, ``recipe``: the full resolved recipe. The API key is never
+    read or logged by regkit; wandb itself finds it (``wandb login`` or ``WANDB_API_KEY``).
 
     Args:
         project: W&B project name.
