@@ -130,8 +130,8 @@ def test_attention_dropout_only_in_training_and_unbiased() -> None:
     block.train()
     a, b = block(x), block(x)
     assert not torch.allclose(a, b)
-    with torch.no_grad():
-        mean = torch.stack([block(x) for _ in range(2000)]).mean(0)
+    with torch.no_grad():  # 2000 copies in one batch: each gets its own dropout masks
+        mean = block(x.repeat(2000, 1, 1)).view(2000, *x.shape).mean(0)
     block.eval()
     e1, e2 = block(x), block(x)
     assert torch.equal(e1, e2)
@@ -305,15 +305,15 @@ def test_attention_classifier_loss_falls(norm) -> None:
     x = torch.randn(64, 10, 6)
     y = torch.randint(0, 2, (64,))
     x[torch.arange(64), torch.randint(0, 10, (64,)), 0] = 4.0 * y
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
-    for _ in range(60):
+    for _ in range(25):
         loss = F.cross_entropy(net(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+    assert losses[-1] < 0.4 * losses[0], (losses[0], losses[-1])
 
 
 def test_recipe_fast_dev_run_writes_attention_maps(tmp_path: Path) -> None:
