@@ -351,18 +351,18 @@ def _check_compiled_statistics(backend: str) -> None:
     mods = nn.ModuleList(_compile_cases()).train()
     fn = torch.compile(lambda x: [m(x) for m in mods], backend=backend, fullgraph=True)
     torch.manual_seed(0)
-    x = torch.ones(64, 32, 16, 16)
+    x = torch.ones(512, 8, 16, 16)  # 512 samples: drop_path's per-sample rate has std 0.02
     outs = fn(x)
     outs2 = fn(x)
     for m, out, out2 in zip(mods, outs, outs2):
         name = type(m).__name__
         assert not torch.equal(out, out2), f"{name}: the same mask twice under torch.compile"
-        assert abs(out.mean().item() - 1.0) < 0.06, name
+        assert abs(out.mean().item() - 1.0) < (0.12 if isinstance(m, DropPath) else 0.03), name
         if isinstance(m, GaussianDropout):
             assert abs(out.var().item() - 0.3 / 0.7) < 0.02, name
         else:
             target = m.p
-            assert abs((out == 0).float().mean().item() - target) < 0.05, name
+            assert abs((out == 0).float().mean().item() - target) < (0.08 if isinstance(m, DropPath) else 0.03), name
     spatial = outs[2]
     assert torch.equal(spatial.amax((2, 3)), spatial.amin((2, 3)))
     assert _is_union_of_blocks((outs[3] == 0).float(), (3, 3))
