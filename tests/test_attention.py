@@ -348,3 +348,18 @@ def test_attention_map_callback_writes_png_and_wandb_image(tmp_path: Path) -> No
     logger.experiment.finish()
     media = list((tmp_path / "runs").rglob("media/images/val/attention_maps*.png"))
     assert len(media) == 2, media
+
+
+def test_sequence_norm_slot_layouts() -> None:
+    from regkit.networks.attention import SequenceNorm
+    from regkit.spec import NormSpec
+
+    x = torch.randn(6, 9, 16) * 3 + 1
+    reference = F.layer_norm(x, (16,))
+    for spec in (None, NormSpec.parse("layer_norm"), NormSpec.parse({"name": "layer_norm", "over": "last"})):
+        torch.testing.assert_close(SequenceNorm(spec, 16)(x), reference, atol=1e-5, rtol=1e-5)
+    bn = SequenceNorm(NormSpec.parse("batch_norm"), 16).train()
+    y = bn(x)  # each feature normalized over batch and time
+    torch.testing.assert_close(y.mean((0, 1)), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var((0, 1), unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
+    assert y.mean(-1).abs().max() > 0.1  # not normalized per position, so the layout matters

@@ -12,19 +12,20 @@ from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
 
-# Norms that normalize per channel of (N, C, *) inputs; on a (N, L, E) sequence they need E at dim 1.
-_CHANNEL_FIRST = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm)
-
-
 class SequenceNorm(nn.Module):
-    """The network's norm slot on (N, L, E): ``nn.LayerNorm(E)`` for an empty slot, else the
-    registry norm built with ``num_features=E`` (channel-first norms such as batch_norm see
-    (N, E, L), so they normalize each feature over batch and time)."""
+    """The network's norm slot on (N, L, E) sequences.
+
+    An empty slot is ``nn.LayerNorm(E)`` over the last axis (the transformer's norm, one fused
+    kernel). A registry norm is built with ``num_features=E`` and, as every regkit norm slot is
+    channel-first, sees the sequence as (N, E, L): ``batch_norm`` normalizes each feature over batch
+    and time, ``layer_norm`` (over channels) each position over its features. A norm set to act on
+    the last axis (``layer_norm`` with ``over: last``) gets (N, L, E) as it is.
+    """
 
     def __init__(self, spec: Optional[NormSpec], num_features: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(num_features) if spec is None else fill(spec, num_features=num_features)
-        self.channel_first = isinstance(self.norm, _CHANNEL_FIRST)
+        self.channel_first = not isinstance(self.norm, nn.LayerNorm) and getattr(self.norm, "over", None) != "last"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channel_first:
@@ -84,8 +85,8 @@ class AttentionClassifier(nn.Module):
         pool_dropout: dropout rate on the pooling weights.
         pool_heads: learned queries of the pooling block.
         activation: feed-forward nonlinearity.
-        norm: norm in each layer and before pooling (gets ``num_features=d_model``); null means
-            ``nn.LayerNorm(d_model)``, the transformer's own norm.
+        norm: norm in each layer and before pooling (gets ``num_features=d_model``; see
+            :class:`SequenceNorm`); null means ``nn.LayerNorm(d_model)``, the transformer's own norm.
         dropout: regularizer on embeddings, attention output, feed-forward and pooled vector
             (the Transformer's residual dropout), or null.
         causal: each step attends only to earlier steps.
