@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Literal, Optional
+from typing import ClassVar, Iterator, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -110,6 +110,9 @@ class AttentionBlock(nn.Module):
     """
 
     attn_dropout: float = 0.0
+    # MC dropout (regkit.mc_dropout) keeps modules with this flag in training mode at predict time,
+    # so attention-dropout is sampled there too.
+    stochastic_regularizer: ClassVar[bool] = True
     _record: bool = False
     last_weights: Optional[torch.Tensor] = None
 
@@ -437,6 +440,8 @@ class SqueezeExcitation(AttentionBlock):
         Input (N, C, H, W) (any number of spatial axes after C). Output same shape; with
         ``need_weights=True`` also the gates (N, C), each in [0, 1].
     """
+
+    stochastic_regularizer: ClassVar[bool] = False  # deterministic
 
     def __init__(self, num_features: int, reduction: int = 16, min_hidden: int = 4) -> None:
         super().__init__()

@@ -363,3 +363,16 @@ def test_sequence_norm_slot_layouts() -> None:
     torch.testing.assert_close(y.mean((0, 1)), torch.zeros(16), atol=1e-5, rtol=0)
     torch.testing.assert_close(y.var((0, 1), unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
     assert y.mean(-1).abs().max() > 0.1  # not normalized per position, so the layout matters
+
+
+def test_mc_dropout_samples_attention_dropout_but_not_squeeze_excitation() -> None:
+    from regkit.mc_dropout import mc_dropout, stochastic_modules
+
+    net = NetworkSpec.parse({"name": "attention_classifier", "d_model": 16, "num_heads": 2, "num_layers": 1,
+                             "ff_dim": 16, "attn_dropout": 0.3}).build().eval()  # no dropout slot
+    x = torch.randn(2, 28, 28)
+    assert torch.equal(net(x), net(x))
+    with mc_dropout(net):
+        assert not torch.allclose(net(x), net(x))  # only the attention-dropout is random here
+    assert not net.training and torch.equal(net(x), net(x))
+    assert not stochastic_modules(SqueezeExcitation(8))
