@@ -30,8 +30,14 @@ NEG_INF = float("-inf")
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_one_thread():
+    """Seeded, and one intra-op thread: these tensors are tiny, and on a loaded machine a second
+    OpenMP thread that gets descheduled stalls every op (steps went from 16 ms to 900 ms)."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def naive_mhsa(block: MultiHeadSelfAttention, x, key_padding_mask=None, causal=False):
