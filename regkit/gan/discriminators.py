@@ -21,9 +21,10 @@ def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
 
 @register("discriminator", "dcgan_discriminator")
 class DCGANDiscriminator(nn.Module):
-    """Convolutional discriminator of DCGAN (Radford et al., 2016): stride-2 4x4 convolutions with
-    LeakyReLU(0.2) and a dropout slot after each, then a Linear layer to one logit; optional
-    spectral norm on every layer (Miyato et al., 2018).
+    """DCGAN discriminator: stride-2 convs + LeakyReLU + dropout slot, one logit (Radford et al., 2016).
+
+    Stride-2 4x4 convolutions with LeakyReLU(0.2) and a dropout slot after each, then a Linear
+    layer to one logit; optional spectral norm on every layer (Miyato et al., 2018).
 
     Args:
         image_size: input height = width (28, 32, 64, ...).
@@ -70,9 +71,9 @@ class DCGANDiscriminator(nn.Module):
 
 @register("discriminator", "mlp_discriminator")
 class MLPDiscriminator(nn.Module):
-    """Fully connected discriminator (Goodfellow et al., 2014): flattened image, Linear layers with
-    LeakyReLU(0.2) and a dropout slot after each, then one logit; optional spectral norm
-    (Miyato et al., 2018).
+    """MLP discriminator: Linear + LeakyReLU + dropout slot layers, one logit (Goodfellow et al., 2014).
+
+    Optional spectral norm on every Linear (Miyato et al., 2018).
 
     Args:
         image_size: input height = width.

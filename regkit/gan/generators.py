@@ -38,8 +38,10 @@ class _Generator(nn.Module):
 
 @register("generator", "dcgan_generator")
 class DCGANGenerator(_Generator):
-    """Convolutional generator of DCGAN (Radford et al., 2016): a Linear projection to a small feature
-    map, then stride-2 transposed convolutions, each followed by norm and activation, and a tanh output.
+    """DCGAN generator: projection, stride-2 transposed convs with norm + activation, tanh (Radford et al., 2016).
+
+    A Linear projection to a small feature map, then stride-2 transposed convolutions, each
+    followed by the norm slot and the activation, and a tanh output.
 
     Args:
         latent_dim: size of z.
@@ -89,8 +91,9 @@ class DCGANGenerator(_Generator):
 
 @register("generator", "mlp_generator")
 class MLPGenerator(_Generator):
-    """Fully connected generator (Goodfellow et al., 2014): Linear layers each followed by norm and
-    activation (batch norm + LeakyReLU as in the seed), then a tanh output reshaped to an image.
+    """MLP generator: Linear + norm + activation layers, tanh image output (Goodfellow et al., 2014).
+
+    Batch norm + LeakyReLU after each hidden Linear by default, as in the seed.
 
     Args:
         latent_dim: size of z.

@@ -22,8 +22,9 @@ class GanLoss(nn.Module):
 
 @register("gan_loss", "non_saturating")
 class NonSaturating(GanLoss):
-    """Binary cross-entropy on logits for D and the non-saturating -log D(G(z)) for G
-    (Goodfellow et al., 2014), with optional one-sided label smoothing (Salimans et al., 2016).
+    """BCE on logits for D, non-saturating -log D(G(z)) for G (Goodfellow et al., 2014).
+
+    Optional one-sided label smoothing (Salimans et al., 2016).
 
     ``d_loss = BCE(real, real_label) + BCE(fake, 0)``, ``g_loss = BCE(fake, 1) = softplus(-fake)``.
 
@@ -55,8 +56,9 @@ class NonSaturating(GanLoss):
 
 @register("gan_loss", "hinge")
 class Hinge(GanLoss):
-    """Hinge loss (Lim & Ye, 2017; Miyato et al., 2018): ``d_loss = mean(relu(1 - real)) +
-    mean(relu(1 + fake))``, ``g_loss = -mean(fake)``.
+    """Hinge loss for D, -D(G(z)) for G (Lim & Ye, 2017; Miyato et al., 2018).
+
+    ``d_loss = mean(relu(1 - real)) + mean(relu(1 + fake))``, ``g_loss = -mean(fake)``.
 
     Shape:
         Logits (N,). Outputs are scalars.
@@ -71,8 +73,9 @@ class Hinge(GanLoss):
 
 @register("gan_loss", "wasserstein")
 class Wasserstein(GanLoss):
-    """Wasserstein critic loss (Arjovsky et al., 2017): ``d_loss = mean(fake) - mean(real)``,
-    ``g_loss = -mean(fake)``. Needs a Lipschitz critic: pair it with the ``gradient_penalty``
+    """Wasserstein critic loss: D minimizes D(fake) - D(real), G maximizes D(fake) (Arjovsky et al., 2017).
+
+    ``d_loss = mean(fake) - mean(real)``, ``g_loss = -mean(fake)``. Needs a Lipschitz critic: pair it with the ``gradient_penalty``
     penalty (Gulrajani et al., 2017) or spectral norm, and usually ``n_critic: 5``.
 
     Shape:

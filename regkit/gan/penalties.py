@@ -45,8 +45,9 @@ class GradientPenalty(Penalty):
 
 @register("penalty", "r1")
 class R1(GradientPenalty):
-    """R1 regularization (Mescheder et al., 2018): ``strength / 2 * E_real ||grad_x D(x)||^2``,
-    penalizing D's gradient on real data only.
+    """R1 penalty strength/2 * E||grad_x D(x)||^2 on real data (Mescheder et al., 2018).
+
+    Penalizes D's input gradient on real data only.
 
     Args:
         strength: gamma of the paper (10 for MNIST-sized data with the non-saturating loss).
@@ -68,8 +69,9 @@ class R1(GradientPenalty):
 
 @register("penalty", "gradient_penalty")
 class WGANGradientPenalty(GradientPenalty):
-    """WGAN-GP gradient penalty (Gulrajani et al., 2017): ``strength * E ((||grad D(x_hat)||_2 - 1)^2)``
-    at random points ``x_hat = e * real + (1 - e) * fake``, ``e ~ U[0, 1]`` per sample.
+    """WGAN-GP penalty strength * E(||grad D(x_hat)||_2 - 1)^2 (Gulrajani et al., 2017).
+
+    Taken at random points ``x_hat = e * real + (1 - e) * fake``, ``e ~ U[0, 1]`` per sample.
 
     Args:
         strength: lambda of the paper (10).

@@ -161,7 +161,7 @@ class GAN(L.LightningModule):
         if dm is not None and getattr(dm, "normalize", False) and hasattr(dm, "mean"):
             self.data_mean, self.data_std = float(dm.mean), float(dm.std)
 
-    on_validation_start = on_fit_start
+    on_validation_start = on_test_start = on_fit_start
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self) -> Any:
