@@ -6,7 +6,7 @@
 Each recipe is trained with the exact ``regkit fit`` command shown in the table (run from the
 repository root; W&B offline), the test accuracy is read from the test run that ``test_after_fit``
 starts, and the results go to ``benchmarks/quality.json``, from which ``benchmarks/run.py`` renders
-the table in RESULTS.md. Not a ``bench_*.py`` because it takes minutes: ``run.py`` runs it only with
+the table in RESULTS.md (this script also updates that section of an existing RESULTS.md). Not a ``bench_*.py`` because it takes minutes: ``run.py`` runs it only with
 ``--quality``.
 """
 from __future__ import annotations
@@ -103,6 +103,21 @@ def quality_markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def update_results(data: dict) -> None:
+    """Replace the model-quality section of an existing RESULTS.md (the rest stays as run.py wrote it)."""
+    results = HERE / "RESULTS.md"
+    if not results.exists():
+        return
+    text = results.read_text()
+    head = "## Model quality (full MNIST test set)"
+    start = text.find(head)
+    if start < 0:
+        return
+    end = text.find("\n## ", start + len(head))
+    section = f"{head}\n\n{quality_markdown(data)}\n"
+    results.write_text(text[:start] + section + (text[end + 1:] if end >= 0 else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(RECIPES), help="train only this recipe")
@@ -123,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": [runs[k] for k in RECIPES if k in runs]}
     OUT.write_text(json.dumps(data, indent=2) + "\n")
     print(quality_markdown(data))
+    update_results(data)
     return 1 if any("error" in r for r in data["runs"]) else 0
 
 
