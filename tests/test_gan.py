@@ -164,12 +164,18 @@ def test_penalty_needs_its_context():
 # ---------------------------------------------------------------- EMA
 def test_ema_update_rule_and_frozen_copy():
     model = nn.Linear(3, 2)
-    ema = EMA(model, decay=0.9)
+    ema = EMA(model, decay=0.9, warmup=False)
     before = ema.module.weight.clone()
     with torch.no_grad():
         model.weight.add_(1.0)
     ema.update(model)
     assert torch.allclose(ema.module.weight, 0.9 * before + 0.1 * model.weight)
+    warm = EMA(model, decay=0.999)  # first updates: decay 1/10, then 2/11
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    w0 = warm.module.weight.clone()
+    warm.update(model)
+    assert torch.allclose(warm.module.weight, 0.1 * w0 + 0.9 * model.weight)
     assert not any(p.requires_grad for p in ema.parameters())
     ema.train()
     assert not ema.module.training

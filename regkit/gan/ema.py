@@ -12,23 +12,29 @@ class EMA(nn.Module):
     """A frozen copy of ``model`` whose parameters follow ``decay * ema + (1 - decay) * model`` after
     every ``update``; buffers (batch-norm running statistics) are copied as they are.
 
+    With ``warmup`` the decay of update ``t`` is ``min(decay, (1 + t) / (10 + t))`` (as in
+    TensorFlow's ExponentialMovingAverage with ``num_updates``), so the average does not stay
+    anchored to the random initial weights for the first thousands of steps.
+
     Args:
         model: the module to average (not modified).
         decay: weight of the old average per update (0.999 = about the last 1000 steps).
+        warmup: use the smaller decay early in training.
 
     Shape:
         Same as ``model``.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.decay = float(decay)
+        self.decay, self.warmup = float(decay), warmup
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return f"decay={self.decay}"
+        return f"decay={self.decay}, warmup={self.warmup}"
 
     def train(self, mode: bool = True) -> "EMA":
         return super().train(False)  # the average is only ever evaluated
@@ -37,7 +43,10 @@ class EMA(nn.Module):
     def update(self, model: nn.Module) -> None:
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        t = int(self.num_updates)
+        decay = min(self.decay, (1 + t) / (10 + t)) if self.warmup else self.decay
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        self.num_updates += 1
         for ema_buf, buf in zip(self.module.buffers(), model.buffers()):
             ema_buf.copy_(buf)
 
