@@ -97,7 +97,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     for plugin in dict.fromkeys(plugins):
         registry.load_module(plugin)
     if argv and argv[0] == "list":
-        return list_command(argv[1:])
+        try:
+            return list_command(argv[1:])
+        except BrokenPipeError:  # `regkit list | head`: the reader left, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     from regkit.lightning_cli import RegkitCLI
 
     if from_command_line:
