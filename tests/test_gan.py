@@ -242,6 +242,27 @@ def test_n_critic_and_penalty_interval():
     assert "train/penalty/gradient_penalty" in trainer.logged_metrics
 
 
+@pytest.mark.parametrize("init_scale", [2.0**16, 2.0**40])
+def test_float16_grad_scaler_story(init_scale):
+    """16-mixed through Lightning's one GradScaler (float16 autocast on CPU): every optimizer step
+    unscales, checks for inf and updates the scale itself. A scale of 2**40 overflows float16
+    gradients, so each of the 6 steps (3 D + 3 G) is skipped and halves the scale once; 2**16 does
+    not overflow and every weight moves."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    torch.manual_seed(0)
+    model = GAN(metrics=False, d_penalties=[{"name": "r1"}])
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    before = [p.detach().clone() for p in model.parameters()]
+    _fit(model, steps=3, plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    if init_scale == 2.0**40:
+        assert scaler.get_scale() == 2.0**34 and changed == 0
+    else:
+        assert scaler.get_scale() == 2.0**16 and changed == len(before)
+
+
 def test_image_grid_layout():
     images = torch.zeros(10, 1, 4, 4)
     images[3] = 1.0
