@@ -81,7 +81,7 @@ def test_language_model_ddp_bf16_reduces_perplexity_and_checkpoint_reloads(tmp_p
     proc = run_regkit(
         "fit", "--config", str(RECIPES / "lstm_ptb_variational.yaml"), *DDP, *QUIET,
         *[a for k, v in data.items() for a in (f"--data.init_args.{k}", str(v))],
-        "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1", "--test_after_fit", "false",
+        "--trainer.limit_val_batches", "2", "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
