@@ -66,7 +66,7 @@ class Classifier(RegularizedTask):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
+        self.train_acc.update(logits.detach(), y)  # accumulate only; computed once per epoch
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         if len(self.penalties):
