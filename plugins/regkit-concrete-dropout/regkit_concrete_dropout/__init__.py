@@ -168,20 +168,11 @@ class ConcreteDropoutPenalty(Penalty):
         return self.strength * torch.stack(terms).sum()
 
 
-try:  # the callback needs Lightning, which regkit always brings; the layers do not
-    import lightning as L
-except ImportError:  # pragma: no cover
-    L = None
+def __getattr__(name: str):
+    # The Lightning callback lives in its own module, imported on first use, so that listing or
+    # building the layers does not import Lightning.
+    if name == "LogDropoutRates":
+        from regkit_concrete_dropout.callbacks import LogDropoutRates
 
-if L is not None:
-
-    class LogDropoutRates(L.Callback):
-        """Log the learned rate of every ConcreteDropout layer as ``concrete_dropout/<layer>`` at the end
-        of each training epoch (shown in W&B next to the loss)."""
-
-        def on_train_epoch_end(self, trainer: "L.Trainer", pl_module: "L.LightningModule") -> None:
-            for name, m in pl_module.named_modules():
-                if isinstance(m, ConcreteDropout):
-                    pl_module.log(f"concrete_dropout/{name or 'p'}", m.p.detach().float(), sync_dist=False)
-
-    __all__.append("LogDropoutRates")
+        return LogDropoutRates
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
