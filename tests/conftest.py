@@ -18,12 +18,16 @@ def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    # An in-process W&B run stores its service's address in os.environ; a regkit subprocess that
+    # inherits it would hand its run to this process's service, which finishes writing it later.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     monkeypatch.chdir(tmp_path)
 
 
 def run_regkit(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the installed ``regkit`` entry point as a user would; returns the finished process."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    full_env.pop("WANDB_SERVICE", None)  # see _offline_wandb
     return subprocess.run(
         [sys.executable, "-m", "regkit.cli", *args],
         capture_output=True,
