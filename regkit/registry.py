@@ -73,9 +73,9 @@ class Entry:
 
     @property
     def doc(self) -> str:
-        """First line of the component's docstring."""
-        doc = inspect.getdoc(self.obj) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        """The summary of the component's docstring: its first paragraph, on one line."""
+        doc = (inspect.getdoc(self.obj) or "").strip()
+        return " ".join(doc.split("\n\n")[0].split())
 
     @property
     def parameters(self) -> list[inspect.Parameter]:
