@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from regkit.registry import register
-from regkit.regularizers.base import DropoutBase, StochasticRegularizer, check_rate
+from regkit.regularizers.base import DropoutBase
 
 __all__ = ["DropBlock", "SpatialDropout", "drop_block", "spatial_dropout"]
 
@@ -103,7 +102,7 @@ def drop_block(
 
 
 @register("regularizer", "drop_block")
-class DropBlock(StochasticRegularizer, nn.Module):
+class DropBlock(DropoutBase):
     """Drop contiguous square blocks of convolutional feature maps (Ghiasi et al., 2018, DropBlock).
 
     Kept units are rescaled by (total / kept) units of the mask, as in the paper.
@@ -127,22 +126,13 @@ class DropBlock(StochasticRegularizer, nn.Module):
     """
 
     def __init__(self, p: float = 0.1, block_size: int = 7, warmup_steps: int = 0, share_channels: bool = False) -> None:
-        super().__init__()
+        super().__init__(p)
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        self.p = p
         self.block_size, self.warmup_steps, self.share_channels = block_size, warmup_steps, share_channels
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-
-    @property
-    def p(self) -> float:
-        return self._p
-
-    @p.setter
-    def p(self, value: float) -> None:
-        self._p = check_rate(value)
 
     def current_rate(self) -> torch.Tensor | float:
         """The rate used by the next training forward pass."""
@@ -155,9 +145,7 @@ class DropBlock(StochasticRegularizer, nn.Module):
         extra += ", share_channels=True" if self.share_channels else ""
         return f"p={self.p}, block_size={self.block_size}{extra}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
         rate = self.current_rate()
         if self.warmup_steps and torch.is_grad_enabled():
             self.step.add_(1)
