@@ -157,23 +157,23 @@ for _cls in SPEC_TYPES.values():
     register_type(_cls, serializer=Spec.to_config, deserializer=_cls.parse)
 
 
+def _as_mapping(value: Any) -> dict[str, Any]:
+    """A spec's recipe form as a fresh dict: from a Spec, a bare name, a mapping, or nothing."""
+    if isinstance(value, Spec):
+        return value.to_config()
+    if isinstance(value, str):
+        return {"name": value}
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def _merge_nested(previous: Any, nested: Any) -> dict[str, Any]:
     """Apply a command-line override of one key (``NestedArg``) to a spec's previous value."""
-    if isinstance(previous, Spec):
-        base = previous.to_config()
-    elif isinstance(previous, str):
-        base = {"name": previous}
-    elif isinstance(previous, dict):
-        base = dict(previous)
-    else:
-        base = {}
+    base = _as_mapping(previous)
     keys = nested.key.split(".")
     target = base
     for key in keys[:-1]:
-        child = target.get(key)
-        child = child.to_config() if isinstance(child, Spec) else ({"name": child} if isinstance(child, str) else dict(child or {}))
-        target[key] = child
-        target = child
+        target[key] = _as_mapping(target.get(key))
+        target = target[key]
     target[keys[-1]] = nested.val
     return base
 
