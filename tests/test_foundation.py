@@ -232,3 +232,20 @@ def test_short_training_run_lowers_loss_and_applies_max_norm():
     for layer in task.network.layers:
         if isinstance(layer, torch.nn.Linear):
             assert layer.weight.norm(dim=1).max() <= 0.5 + 1e-5
+
+
+def test_slot_passes_what_it_knows_to_components_taking_kwargs(scratch_kind):
+    from regkit.networks.slots import fill
+
+    @regkit.register("norm", "test_only_kwargs_norm")
+    def kwargs_norm(**kwargs):
+        """Records what the slot passed."""
+        return torch.nn.Identity() if not kwargs else torch.nn.LayerNorm(kwargs["num_features"])
+
+    scratch_kind.append(("norm", "test_only_kwargs_norm"))
+    from regkit.spec import NormSpec
+
+    layer = fill(NormSpec.parse("test_only_kwargs_norm"), num_features=7, unused=1)
+    assert isinstance(layer, torch.nn.LayerNorm) and layer.normalized_shape == (7,)
+    narrow = fill(NormSpec.parse("batch_norm"), num_features=7, unused=1)  # only what it accepts
+    assert narrow.num_features == 7

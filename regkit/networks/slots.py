@@ -23,13 +23,11 @@ def fill(spec: Spec | None, **provided: Any) -> nn.Module:
     """Build ``spec`` with what the slot knows (e.g. ``num_features``), or Identity for an empty slot."""
     if spec is None:
         return nn.Identity()
-    return spec.build(**{k: v for k, v in provided.items() if k in _accepted(spec)})
-
-
-def _accepted(spec: Spec) -> set[str]:
     entry = spec.entry
-    names = {p.name for p in entry.parameters}
-    return names | ({"*"} if entry.accepts_any_kwargs else set())
+    if not entry.accepts_any_kwargs:
+        accepted = {p.name for p in entry.parameters}
+        provided = {k: v for k, v in provided.items() if k in accepted}
+    return spec.build(**provided)
 
 
 def activation_layer(name: str) -> nn.Module:
