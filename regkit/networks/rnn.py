@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from regkit.networks.slots import fill
+from regkit.precision import run_fused_rnn
 from regkit.registry import register
 from regkit.regularizers.dropout import check_rate
 from regkit.spec import RegularizerSpec
@@ -142,7 +143,7 @@ class RecurrentStack(nn.Module):
         for i, rnn in enumerate(self.layers):
             if i:
                 x = self.between[i - 1](x)
-            x, final = rnn(x, self._split(state, i, per_layer))
+            x, final = run_fused_rnn(rnn, x, self._split(state, i, per_layer))
             finals.append(final)
         return x, self._join(finals)
 

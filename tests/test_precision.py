@@ -1,0 +1,43 @@
+"""bf16-mixed on CPUs without oneDNN bf16 recurrent kernels: the LSTM runs in float32, once said."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import warnings, torch
+from regkit.networks.rnn import RecurrentStack
+net = RecurrentStack("lstm", 8, 8, num_layers=2)
+x = torch.randn(3, 5, 8)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(2):
+            out, (h, c) = net(x)
+            out.float().sum().backward()
+print(out.dtype, len([w for w in caught if "float32" in str(w.message)]))
+"""
+
+
+def run(env_extra: dict[str, str]) -> str:
+    env = {**os.environ, **env_extra}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_lstm_under_bf16_autocast_runs_on_an_avx2_only_cpu_in_float32_and_says_so_once() -> None:
+    assert run({"ONEDNN_MAX_CPU_ISA": "AVX2"}) == "torch.float32 1"
+
+
+def test_lstm_under_bf16_autocast_stays_bf16_where_the_cpu_has_the_kernel() -> None:
+    import torch
+
+    from regkit.precision import cpu_bf16_supported
+
+    if not cpu_bf16_supported(torch.nn.LSTM):
+        pytest.skip("this CPU itself lacks the oneDNN bf16 LSTM kernel")
+    assert run({}) == "torch.bfloat16 0"
