@@ -178,6 +178,24 @@ def test_mc_dropout_finds_recurrent_regularizers() -> None:
     assert not any(m.training for m in net.modules())
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_mc_dropout_samples_the_cell_loop_recurrent_mask(cell: str) -> None:
+    """Issue #13 bug 1: the recurrent mask of mode: cell_loop is the only noise here; MC dropout
+    must sample it (it used to key off RecurrentStack's own training flag, left False)."""
+    net = regkit.build(
+        "network", "rnn_lm", vocab_size=30, cell=cell, embedding_dim=8, hidden_size=8,
+        mode="cell_loop", recurrent_dropout=0.5,
+    ).eval()
+    tokens = torch.randint(30, (3, 6))
+    torch.testing.assert_close(net(tokens).logits, net(tokens).logits)
+    with mc_dropout(net):
+        first, second = net(tokens).logits, net(tokens).logits
+        assert not torch.allclose(first, second), "MC passes differ only through the recurrent mask"
+        # the mask is drawn once per sequence: position 0 sees the zero initial state, so it agrees
+        torch.testing.assert_close(first[:, 0], second[:, 0])
+    assert not any(m.training for m in net.modules())
+
+
 # ---- AR / TAR --------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ from regkit.networks.slots import fill
 from regkit.precision import run_fused_rnn
 from regkit.registry import register
 from regkit.regularizers.dropout import check_rate
+from regkit.regularizers.recurrent import RecurrentDropout
 from regkit.spec import RegularizerSpec
 
 Cell = Literal["lstm", "gru", "rnn"]
@@ -97,6 +98,9 @@ class RecurrentStack(nn.Module):
                 raise ValueError("bidirectional needs mode: fused")
             sizes = [input_size] + [hidden_size] * (num_layers - 1)
             self.layers = nn.ModuleList(CELLS[cell](size, hidden_size) for size in sizes)
+            # A module of its own (not a flag read off self.training) so that MC dropout, which
+            # switches on stochastic modules only, samples the recurrent mask too.
+            self.recurrent_mask = RecurrentDropout(self.recurrent_dropout)
         else:
             raise ValueError(f"mode must be 'fused' or 'cell_loop', got {mode!r}")
         gaps = len(self.layers) - 1
@@ -161,10 +165,7 @@ class RecurrentStack(nn.Module):
                 h, c = prev[0][0], prev[1][0]
             else:
                 h, c = prev[0], zeros
-            mask = None
-            if self.training and self.recurrent_dropout > 0:  # one mask per sequence, reused every step
-                keep = 1.0 - self.recurrent_dropout
-                mask = x.new_empty(n, self.hidden_size).bernoulli_(keep).div_(keep)
+            mask = self.recurrent_mask.sample_mask(zeros)  # one mask per sequence, reused every step
             outputs = []
             for t in range(steps):
                 h_in = h * mask if mask is not None else h

@@ -112,6 +112,35 @@ class EmbeddingDropout(DropoutBase):
         )
 
 
+class RecurrentDropout(DropoutBase):
+    """Gal's recurrent mask: one mask per sequence on the hidden state fed back at every step
+    (Gal & Ghahramani, 2016, "A Theoretically Grounded Application of Dropout in RNNs").
+
+    A step-by-step RNN (``RecurrentStack`` in ``mode: cell_loop``) draws the mask once per
+    sequence with :meth:`sample_mask` and multiplies the fed-back hidden state by it at every step.
+    Being a stochastic regularizer module, it follows ``train()`` / ``eval()`` and MC dropout
+    (:mod:`regkit.mc_dropout`) keeps it sampling at predict time.
+
+    Args:
+        p: drop probability of each hidden unit, 0 <= p < 1.
+
+    Shape:
+        :meth:`sample_mask` takes a hidden state ``(N, H)`` and returns a mask ``(N, H)`` (kept units
+        ``1 / (1 - p)``), or None in eval mode or at ``p = 0``. Called directly, the module drops
+        ``(N, H)`` with a fresh mask.
+    """
+
+    def sample_mask(self, h: torch.Tensor) -> torch.Tensor | None:
+        """A fresh mask shaped like ``h``, or None when nothing is dropped."""
+        if not self.training or self.p == 0.0:
+            return None
+        keep = 1.0 - self.p
+        return h.new_empty(h.shape).bernoulli_(keep).div_(keep)
+
+    def drop(self, h: torch.Tensor) -> torch.Tensor:
+        return h * self.sample_mask(h)
+
+
 RNN_TYPES = (nn.RNNBase, nn.RNNCellBase)
 
 
