@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import regkit
 from regkit.constraints import MaxNorm, SpectralNorm
 from regkit.penalties import L1, L2
+from regkit.regularizers.recurrent import weight_drop
 from regkit.tasks import Classifier
 
 
@@ -106,3 +107,87 @@ def test_max_norm_projection_and_validation():
     assert layer.weight.norm(dim=1).max() <= 0.5 + 1e-6
     with pytest.raises(ValueError):
         regkit.build("constraint", "max_norm", max_norm=0.0)
+
+
+def _incoming_norms(layer: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """Norm of each output unit's incoming weights, written out per layer type (the reference)."""
+    if isinstance(layer, nn.ConvTranspose2d):  # weight (in, out / groups, kh, kw)
+        g, per_group = layer.groups, weight.shape[0] // layer.groups
+        return torch.stack([
+            weight[gi * per_group:(gi + 1) * per_group, o].norm()
+            for gi in range(g) for o in range(weight.shape[1])
+        ])
+    return torch.stack([weight[o].norm() for o in range(weight.shape[0])])  # (out, in, ...) rows
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Linear(6, 5),
+    lambda: nn.Conv2d(3, 4, 3),
+    lambda: nn.Conv2d(4, 6, 3, groups=2),
+    lambda: nn.ConvTranspose2d(3, 4, 4, stride=2),
+    lambda: nn.ConvTranspose2d(4, 6, 3, groups=2),
+], ids=["linear", "conv", "conv_groups", "conv_transpose", "conv_transpose_groups"])
+def test_max_norm_caps_each_output_units_incoming_weights(make):
+    """Issue #13 bug 3: ConvTranspose stores (in, out, k, k); dim 0 is not the output unit."""
+    torch.manual_seed(0)
+    layer = make()
+    with torch.no_grad():
+        layer.weight.mul_(20)
+    before = _incoming_norms(layer, layer.weight.detach().clone())
+    MaxNorm(1.0)(layer)
+    after = _incoming_norms(layer, layer.weight.detach())
+    assert after.max() <= 1.0 + 1e-5
+    torch.testing.assert_close(after, before.clamp(max=1.0), rtol=1e-5, atol=1e-6)  # capped, not more
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+def test_max_norm_caps_recurrent_weights_by_default(cls):
+    torch.manual_seed(0)
+    rnn = cls(6, 8, num_layers=2)
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.mul_(50)
+    MaxNorm(1.0)(rnn)
+    for name in ("weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"):
+        assert getattr(rnn, name).norm(dim=1).max() <= 1.0 + 1e-5, name
+    assert rnn.bias_ih_l0.abs().max() > 1.0  # biases are not units' incoming weights
+
+
+def test_max_norm_caps_parametrized_weights_under_spectral_norm_and_weight_drop():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    SpectralNorm().setup(net)
+    lstm = weight_drop(nn.LSTM(4, 5), p=0.5)
+    for original in (net[0].parametrizations.weight.original, lstm.parametrizations.weight_hh_l0.original):
+        with torch.no_grad():
+            original.mul_(30)
+    MaxNorm(1.0)(net)
+    MaxNorm(1.0)(lstm)
+    assert net[0].parametrizations.weight.original.norm(dim=1).max() <= 1.0 + 1e-5
+    assert net[2].parametrizations.weight.original.norm(dim=1).max() <= 1.0 + 1e-5
+    assert lstm.parametrizations.weight_hh_l0.original.norm(dim=1).max() <= 1.0 + 1e-5
+    # include / exclude see the name the layer uses
+    net2 = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3))
+    SpectralNorm().setup(net2)
+    with torch.no_grad():
+        for layer in net2:
+            layer.parametrizations.weight.original.mul_(30)
+    MaxNorm(1.0, exclude="1.weight")(net2)
+    assert net2[0].parametrizations.weight.original.norm(dim=1).max() <= 1.0 + 1e-5
+    assert net2[1].parametrizations.weight.original.norm(dim=1).max() > 1.0
+
+
+def test_max_norm_refuses_a_weight_it_cannot_read_by_name():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(3, 4))
+
+    net = nn.Sequential(nn.Linear(4, 4), Odd())
+    with pytest.raises(ValueError, match=r"'1.weight' \(Odd\)"):
+        MaxNorm(1.0).setup(net)
+    MaxNorm(1.0, exclude="1.*").setup(net)  # left out: fine
+    attention = regkit.build("network", "attention_classifier", d_model=16, num_heads=2, ff_dim=16)
+    MaxNorm(1.0).setup(attention)  # every weight of regkit's networks is understood
+    with pytest.raises(ValueError, match="'position'"):
+        MaxNorm(1.0, include="*").setup(attention)

@@ -142,6 +142,33 @@ def test_weight_drop_equals_lstm_with_that_weight() -> None:
     torch.testing.assert_close(out, plain(x)[0])
 
 
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_weight_drop_draws_one_mask_per_forward_on_a_bare_rnn(cls) -> None:
+    """Issue #13: torch's RNN reads a parametrized weight several times per call; outside
+    parametrize.cached() every read drew a new mask. Every read within one call must agree and be
+    the weight the output was computed with."""
+    rnn = weight_drop(cls(8, 12, num_layers=2, batch_first=True), p=0.5)
+    seen: dict[str, list[torch.Tensor]] = {"weight_hh_l0": [], "weight_hh_l1": []}
+    for name, reads in seen.items():
+        rnn.parametrizations[name][0].register_forward_hook(lambda m, args, out, reads=reads: reads.append(out.detach()))
+    x = torch.randn(3, 5, 8)
+    for _ in range(2):
+        for reads in seen.values():
+            reads.clear()
+        out = rnn(x)[0]
+        for name, reads in seen.items():
+            assert reads and all(torch.equal(w, reads[0]) for w in reads), f"{name}: {len(reads)} reads, several masks"
+        plain = cls(8, 12, num_layers=2, batch_first=True)
+        with torch.no_grad():
+            for name, _ in plain.named_parameters():
+                getattr(plain, name).copy_(seen[name][0] if name in seen else getattr(rnn, name))
+        torch.testing.assert_close(out, plain(x)[0])
+    first_call = seen["weight_hh_l0"][0]
+    rnn(x)
+    assert not torch.equal(seen["weight_hh_l0"][-1], first_call), "the next call draws a new mask"
+    assert not torch.equal(rnn.weight_hh_l0, rnn.weight_hh_l0), "outside a forward each read is fresh"
+
+
 def test_weight_drop_keeps_the_fused_kernel_and_warns_nothing() -> None:
     lstm = weight_drop(_lstm(), p=0.5)
     x = torch.randn(4, 9, 8)

@@ -155,8 +155,10 @@ class WeightDrop(StochasticRegularizer, nn.Module):
     weight changes, ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` keep running their fused (cuDNN) kernel.
 
     Call :meth:`apply_to` (or the :func:`weight_drop` function) on the RNN; a network that owns a
-    ``weight_drop`` slot does this for you. Inside ``parametrize.cached()`` the mask is drawn
-    once per forward (torch's RNN reads its weights twice per call).
+    ``weight_drop`` slot does this for you. The mask is drawn once per forward call of the RNN,
+    wherever it is used: torch's RNN reads a parametrized weight several times per call, so
+    :meth:`apply_to` adds forward hooks to the RNN that hold one mask from the start of its
+    forward to its end. Outside a forward, reading ``rnn.weight_hh_l0`` draws a fresh mask.
 
     Args:
         p: drop probability of each recurrent weight, 0 <= p < 1.
@@ -177,6 +179,8 @@ class WeightDrop(StochasticRegularizer, nn.Module):
         super().__init__()
         self.p = check_rate(p)
         self.names = names
+        self._in_forward = False
+        self._mask: torch.Tensor | None = None
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -184,7 +188,20 @@ class WeightDrop(StochasticRegularizer, nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return weight
-        return F.dropout(weight, self.p, True)
+        if not self._in_forward:
+            return F.dropout(weight, self.p, True)
+        if self._mask is None or self._mask.shape != weight.shape or self._mask.device != weight.device:
+            keep = 1.0 - self.p
+            self._mask = torch.empty_like(weight, memory_format=torch.contiguous_format).bernoulli_(keep).div_(keep)
+        return weight * self._mask
+
+    def _begin(self, *_: object) -> None:
+        """Forward pre-hook of the RNN: the next read of the weight draws this call's mask."""
+        self._in_forward, self._mask = True, None
+
+    def _end(self, *_: object) -> None:
+        """Forward hook of the RNN: forget the mask, so the next call draws a new one."""
+        self._in_forward, self._mask = False, None
 
     def matching(self, module: nn.Module) -> list[str]:
         """Names of ``module``'s own (unparametrized) parameters that this drop applies to."""
@@ -202,7 +219,10 @@ class WeightDrop(StochasticRegularizer, nn.Module):
             if not names and not parametrize.is_parametrized(rnn):
                 raise ValueError(f"weight_drop: no parameter of {type(rnn).__name__} matches {self.names!r}")
             for name in names:
-                parametrize.register_parametrization(rnn, name, type(self)(self.p, self.names))
+                drop = type(self)(self.p, self.names)
+                parametrize.register_parametrization(rnn, name, drop)
+                rnn.register_forward_pre_hook(drop._begin)
+                rnn.register_forward_hook(drop._end)
         return module
 
 

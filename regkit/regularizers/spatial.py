@@ -69,7 +69,8 @@ def drop_block(
     share_channels: bool = False,
 ) -> torch.Tensor:
     """Zero contiguous ``block_size``-wide blocks of the feature maps of ``x`` (N, C, *spatial) so
-    that about a fraction ``p`` of each map is dropped, then rescale by kept/total (Ghiasi et al., 2018).
+    that about a fraction ``p`` of each map is dropped, then rescale by total/kept units of the mask
+    (Ghiasi et al., 2018), so the mean activation is kept.
 
     Block seeds (top-left corners, so even sizes need no special case) are drawn only where the
     whole block fits, as in the paper; blocks larger than a map are clipped to it. ``p`` may be a
