@@ -1,4 +1,5 @@
-"""The ``regkit`` command: ``regkit list`` and plugin loading here; ``fit|validate|test|predict``
+"""The ``regkit`` command: ``regkit list`` and plugin loading here, ``regkit compare`` in
+regkit/compare.py; ``fit|validate|test|predict``
 go to LightningCLI (regkit/lightning_cli.py), imported only then so ``regkit list`` starts fast."""
 from __future__ import annotations
 
@@ -96,6 +97,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         os.environ["REGKIT_PLUGINS"] = ",".join(dict.fromkeys(plugins))
     for plugin in dict.fromkeys(plugins):
         registry.load_module(plugin)
+    if argv and argv[0] == "compare":
+        from regkit.compare import main as compare
+
+        return compare(argv[1:])
     if argv and argv[0] == "list":
         try:
             return list_command(argv[1:])

@@ -1,0 +1,106 @@
+"""``regkit compare``: the grid it plans, the sweep file it writes, and (slow) a real 2 settings x 2
+seeds comparison through ``regkit fit`` subprocesses, resumed after one run is lost."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from regkit import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+DROPOUT_NAME = "model.init_args.network.dropout.name"
+TINY = [
+    "--config", str(ROOT / "recipes" / "mlp_dropout.yaml"),
+    "--trainer.max_epochs", "2",
+    "--trainer.limit_train_batches", "2",
+    "--trainer.limit_val_batches", "1",
+    "--trainer.limit_test_batches", "1",
+    "--data.init_args.batch_size", "16",
+]
+
+
+def test_vary_values_split_on_top_level_commas_only():
+    assert compare.split_values("dropout,gaussian_dropout") == ["dropout", "gaussian_dropout"]
+    assert compare.split_values("null,{name: dropout, p: 0.5},[1, 2]") == ["null", "{name: dropout, p: 0.5}", "[1, 2]"]
+    assert compare.parse_vary(["--a.b=1,2", "c=x"]) == {"a.b": ["1", "2"], "c": ["x"]}
+    with pytest.raises(SystemExit, match="KEY=V1,V2"):
+        compare.parse_vary(["a.b"])
+
+
+def test_grid_is_every_combination_times_every_seed(tmp_path):
+    grid = compare.parse_vary([f"{DROPOUT_NAME}=dropout,gaussian_dropout", "model.init_args.optimizer.init_args.lr=0.1,0.2,0.3"])
+    runs = compare.plan_runs(grid, [0, 1], tmp_path)
+    assert len(runs) == 2 * 3 * 2
+    assert len({run.run_dir for run in runs}) == len(runs)
+    first = runs[0]
+    assert first.setting == "dropout.name=dropout,lr=0.1"
+    assert first.overrides() == [f"--{DROPOUT_NAME}", "dropout", "--model.init_args.optimizer.init_args.lr", "0.1",
+                                 "--seed_everything", "0"]
+
+
+def test_compare_options_are_taken_and_the_rest_passed_to_fit():
+    options, rest = compare.parse_args(["--vary", "a=1,2", "--seeds", "2", "--config", "r.yaml", "--trainer.max_epochs", "3"])
+    assert options.vary == ["a=1,2"] and compare.parse_seeds(options.seeds) == [0, 1]
+    assert rest == ["--config", "r.yaml", "--trainer.max_epochs", "3"]
+
+
+def test_wandb_sweep_file_holds_the_same_grid(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    argv = ["--vary", f"{DROPOUT_NAME}=dropout,null", "--seeds", "3", "--metric", "test/acc",
+            "--wandb-sweep", str(sweep), *TINY]
+    assert compare.main(argv) == 0
+    config = yaml.safe_load(sweep.read_text())
+    assert config["method"] == "grid"
+    assert config["metric"] == {"name": "test/acc", "goal": "maximize"}
+    assert config["parameters"][DROPOUT_NAME]["values"] == ["dropout", "null"]  # --KEY=null, not None
+    assert config["parameters"]["seed_everything"]["values"] == [0, 1, 2]
+    assert config["command"] == ["regkit", "fit", *TINY, "${args}"]
+
+
+def _compare(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = ["--vary", f"{DROPOUT_NAME}=dropout,gaussian_dropout", "--seeds", "2", "--out", str(out), *TINY, *extra]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, "-m", "regkit", "compare", *argv], capture_output=True, text=True,
+                          env=env, timeout=900)
+
+
+@pytest.mark.slow
+def test_compare_runs_the_grid_through_regkit_fit_and_resumes(tmp_path):
+    out = tmp_path / "cmp"
+    done = _compare(out, "--jobs", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/seed*/compare.json"))]
+    assert len(results) == 4 and all(r["status"] == "ok" for r in results)
+    assert {(r["values"][DROPOUT_NAME], r["seed"]) for r in results} == {
+        (name, seed) for name in ("dropout", "gaussian_dropout") for seed in (0, 1)}
+    for result in results:
+        assert 0.0 <= result["final"]["test/acc"] <= 1.0
+
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {row["seed"] for row in rows} == {"0", "1"}
+    table = (out / "summary.md").read_text()
+    assert "| dropout.name=dropout | 2 |" in table and "| dropout.name=gaussian_dropout | 2 |" in table
+    assert (out / "summary.png").stat().st_size > 10_000
+
+    # Resume: one run lost its result (as if it had been stopped); only that one runs again.
+    lost = out / "runs" / "dropout.name=gaussian_dropout" / "seed1"
+    (lost / "compare.json").unlink()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed*/compare.json")}
+    again = _compare(out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())
+    assert json.loads((lost / "compare.json").read_text())["status"] == "ok"
+    assert "4/4 runs finished" in again.stdout
+
+    # Finished runs made with other options are not silently mixed with new ones.
+    changed = _compare(out, "--trainer.max_epochs", "1")
+    assert changed.returncode != 0 and "another command" in changed.stderr
