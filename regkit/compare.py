@@ -53,10 +53,18 @@ class Run:
     run_dir: Path
     result: dict[str, Any] = field(default_factory=dict)
 
-    def overrides(self) -> list[str]:
-        args: list[str] = []
+    def fit_args(self, passthrough: list[str]) -> list[str]:
+        """``passthrough`` with this run's ``--KEY VALUE`` overrides and seed after it; a varied
+        ``config`` goes right after the base recipe instead, so later options still override it."""
+        args = list(passthrough)
+        if "config" in self.values:
+            ends = [i + 2 for i, a in enumerate(args) if a == "--config"] + [
+                i + 1 for i, a in enumerate(args) if a.startswith("--config=")]
+            at = max(ends, default=0)
+            args[at:at] = ["--config", self.values["config"]]
         for key, value in self.values.items():
-            args += [f"--{key}", value]
+            if key != "config":
+                args += [f"--{key}", value]
         return args + ["--seed_everything", str(self.seed)]
 
 
@@ -133,10 +141,10 @@ def parse_seeds(text: str) -> list[int]:
 def plan_runs(grid: dict[str, list[str]], seeds: list[int], out: Path) -> list[Run]:
     short = short_keys(list(grid))
     runs = []
-    for combo in itertools.product(*grid.values()) if grid else [()]:
-        values = dict(zip(grid, combo))
-        label = setting_label(values, short)
-        for seed in seeds:
+    settings = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
+    for seed in seeds:  # seed by seed, so a comparison stopped early has every setting at n seeds
+        for values in settings:
+            label = setting_label(values, short)
             runs.append(Run(label, values, seed, out / "runs" / folder_name(label) / f"seed{seed}"))
     return runs
 
@@ -204,7 +212,7 @@ def run_folder_args(run_dir: Path) -> list[str]:
 
 
 def fit_command(run: Run, passthrough: list[str]) -> list[str]:
-    return [sys.executable, "-m", "regkit", "fit", *passthrough, *run.overrides(), *run_folder_args(run.run_dir)]
+    return [sys.executable, "-m", "regkit", "fit", *run.fit_args(passthrough), *run_folder_args(run.run_dir)]
 
 
 def load_result(run: Run) -> dict[str, Any]:
@@ -228,7 +236,7 @@ def execute(run: Run, passthrough: list[str], env: dict[str, str]) -> dict[str, 
         "setting": run.setting,
         "values": run.values,
         "seed": run.seed,
-        "command": command[2:],
+        "command": ["regkit", "fit", *run.fit_args(passthrough)],
         "status": "ok" if returncode == 0 else "failed",
         "returncode": returncode,
         "wall_s": round(time.time() - start, 1),
@@ -262,7 +270,7 @@ def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
     for run in runs:
         previous = load_result(run)
         if previous.get("status") == "ok":
-            if previous.get("command") != fit_command(run, passthrough)[2:]:
+            if previous.get("command") != ["regkit", "fit", *run.fit_args(passthrough)]:
                 raise SystemExit(
                     f"regkit compare: {run.run_dir} holds a finished run made with another command:\n  "
                     + " ".join(previous.get("command", []))

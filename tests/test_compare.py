@@ -40,9 +40,20 @@ def test_grid_is_every_combination_times_every_seed(tmp_path):
     assert len(runs) == 2 * 3 * 2
     assert len({run.run_dir for run in runs}) == len(runs)
     first = runs[0]
-    assert first.setting == "dropout.name=dropout,lr=0.1"
-    assert first.overrides() == [f"--{DROPOUT_NAME}", "dropout", "--model.init_args.optimizer.init_args.lr", "0.1",
-                                 "--seed_everything", "0"]
+    assert first.setting == "dropout.name=dropout,lr=0.1" and runs[1].setting == "dropout.name=dropout,lr=0.2"
+    assert [run.seed for run in runs[:6]] == [0] * 6
+    assert first.fit_args(["--config", "r.yaml"]) == [
+        "--config", "r.yaml", f"--{DROPOUT_NAME}", "dropout", "--model.init_args.optimizer.init_args.lr", "0.1",
+        "--seed_everything", "0"]
+
+
+def test_a_varied_recipe_file_comes_before_the_other_options(tmp_path):
+    runs = compare.plan_runs(compare.parse_vary(["config=a.yaml,b.yaml"]), [3], tmp_path)
+    assert [run.setting for run in runs] == ["config=a", "config=b"]
+    assert runs[0].fit_args(["--trainer.max_epochs", "2"]) == [
+        "--config", "a.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"]
+    assert runs[1].fit_args(["--config", "base.yaml", "--trainer.max_epochs", "2"]) == [
+        "--config", "base.yaml", "--config", "b.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"]
 
 
 def test_compare_options_are_taken_and_the_rest_passed_to_fit():
