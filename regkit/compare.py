@@ -308,6 +308,9 @@ def choose_metrics(runs: list[Run], asked: list[str]) -> list[str]:
     for metric in PREFERRED_METRICS:
         if metric in available:
             return [metric]
+    fids = sorted(k for k in available if k.startswith("val/") and "fid" in k.lower())
+    if fids:
+        return fids[:1]
     tests = sorted(k for k in available if k.startswith("test/"))
     return tests[:1] or sorted(available)[:1]
 
@@ -364,20 +367,21 @@ def write_csv(runs: list[Run], path: Path) -> None:
             )
 
 
-def curve_metric(runs: list[Run], metric: str, asked: Optional[str]) -> Optional[str]:
+def curve_metrics(runs: list[Run], metric: str, asked: list[str]) -> list[str]:
+    """The metrics drawn per epoch: those asked for, else the ``val/`` twin of ``metric``."""
     if asked:
         return asked
-    candidates = [f"val/{metric.split('/', 1)[-1]}", metric]
-    for name in candidates:
+    for name in (f"val/{metric.split('/', 1)[-1]}", metric):
         if any(name in r.result.get("final", {}) for r in runs):
-            return name
-    return None
+            return [name]
+    return []
 
 
-def plot(runs: list[Run], summary: list[dict[str, Any]], metric: str, curve_name: Optional[str], path: Path,
+def plot(runs: list[Run], summary: list[dict[str, Any]], metric: str, curve_names: list[str], path: Path,
          title: str) -> None:
-    """Left: ``metric`` per setting, each seed a dot, mean +- std as an error bar. Right: the
-    ``curve_name`` curve per setting over epochs, mean over seeds with a +- std band."""
+    """Left: ``metric`` per setting, each seed a dot, mean +- std as an error bar. Right: each of
+    ``curve_names`` per setting over epochs (one line style per metric), mean over seeds with a
+    +- std band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -393,33 +397,35 @@ def plot(runs: list[Run], summary: list[dict[str, Any]], metric: str, curve_name
             left.scatter([i] * len(values), values, color=color, alpha=0.45, s=18)
             mean, std, _ = row[metric]
             left.errorbar([i], [mean], yerr=[std], color=color, marker="o", markersize=8, capsize=6, lw=2)
-        if curve_name is None:
-            continue
-        curves = [curve(read_metrics(r.run_dir / r.result["metrics_csv"]), curve_name) for r in runs
-                  if r.setting == row["setting"] and r.result.get("metrics_csv")]
-        curves = [c for c in curves if c]
-        if not curves:
-            continue
-        xs = sorted(set.intersection(*(set(x for x, _ in c) for c in curves)))
-        ys = [[dict(c)[x] for c in curves] for x in xs]
-        means = [statistics.fmean(y) for y in ys]
-        stds = [statistics.stdev(y) if len(y) > 1 else 0.0 for y in ys]
-        right.plot(xs, means, color=color, marker="." if len(xs) < 30 else None, label=f"{row['setting']} (n={len(curves)})")
-        right.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                           color=color, alpha=0.2)
+        done = [r for r in runs if r.setting == row["setting"] and r.result.get("metrics_csv")]
+        tables = [read_metrics(r.run_dir / r.result["metrics_csv"]) for r in done]
+        for curve_name, style in zip(curve_names, ("-", "--", ":", "-.")):
+            curves = [c for c in (curve(rows, curve_name) for rows in tables) if c]
+            if not curves:
+                continue
+            xs = sorted(set.intersection(*(set(x for x, _ in c) for c in curves)))
+            ys = [[dict(c)[x] for c in curves] for x in xs]
+            means = [statistics.fmean(y) for y in ys]
+            stds = [statistics.stdev(y) if len(y) > 1 else 0.0 for y in ys]
+            name = f"{row['setting']}" + (f" {curve_name}" if len(curve_names) > 1 else "") + f" (n={len(curves)})"
+            right.plot(xs, means, style, color=color, marker="." if len(xs) < 30 else None, label=name)
+            right.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                               color=color, alpha=0.2)
     left.set_xticks(range(len(summary)))
     left.set_xticklabels([row["setting"] for row in summary], rotation=20, ha="right", fontsize=8)
     left.set_xlim(-0.5, len(summary) - 0.5)
     left.set_ylabel(metric)
     left.set_title(f"{metric}: seeds (dots), mean ± std")
     left.grid(alpha=0.3)
-    if curve_name is not None:
+    if curve_names:
         from matplotlib.ticker import MaxNLocator
 
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.set_xlabel("epoch")
-        right.set_ylabel(curve_name)
-        right.set_title(f"{curve_name} per epoch: mean ± std over seeds")
+        right.set_ylabel(", ".join(curve_names))
+        right.set_title(f"{' and '.join(curve_names)} per epoch: mean ± std over seeds")
+        if any("ppl" in name for name in curve_names):
+            right.set_yscale("log")
         right.grid(alpha=0.3)
         right.legend(fontsize=8)
     else:
@@ -474,10 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", action="append", default=[],
                         help="metric(s) for the table, the first also for the picture (default: test/acc, "
                         "test/ppl or the FID, whichever the runs log)")
-    parser.add_argument("--curve", help="per-epoch metric for the curves (default: the val/ twin of --metric)")
+    parser.add_argument("--curve", action="append", default=[],
+                        help="per-epoch metric(s) for the curves (default: the val/ twin of --metric)")
     parser.add_argument("--title", help="title of the picture and table")
     parser.add_argument("--wandb-sweep", metavar="FILE", help="write the grid as a W&B sweep file and stop")
     parser.add_argument("--dry-run", action="store_true", help="print the runs' commands and stop")
+    parser.add_argument("--report", action="store_true",
+                        help="only write results.csv, summary.md and summary.png from the finished runs")
     return parser
 
 
@@ -518,7 +527,12 @@ def main(argv: list[str]) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    run_all(runs, passthrough, options.jobs)
+    if options.report:
+        for run in runs:
+            result = load_result(run)
+            run.result = result if result.get("command") == ["regkit", "fit", *run.fit_args(passthrough)] else {}
+    else:
+        run_all(runs, passthrough, options.jobs)
     metrics = choose_metrics(runs, options.metric)
     summary = summarise(runs, metrics)
     title = options.title or f"regkit compare {name}: {len(summary)} settings x {len(seeds)} seeds"
@@ -526,9 +540,9 @@ def main(argv: list[str]) -> int:
     table = markdown_table(summary, metrics)
     (out / "summary.md").write_text(f"# {title}\n\n{table}\n\n`{command}`\n")
     write_csv(runs, out / "results.csv")
-    (out / "results.json").write_text(json.dumps([run.result for run in runs], indent=1))
+    (out / "results.json").write_text(json.dumps([run.result for run in runs if run.result], indent=1))
     if metrics:
-        plot(runs, summary, metrics[0], curve_metric(runs, metrics[0], options.curve), out / "summary.png", title)
+        plot(runs, summary, metrics[0], curve_metrics(runs, metrics[0], options.curve), out / "summary.png", title)
     failed = [r for r in runs if r.result.get("status") != "ok"]
     print(f"\n{table}\n")
     print(f"{len(runs) - len(failed)}/{len(runs)} runs finished ({time.time() - started:.0f} s this time); "

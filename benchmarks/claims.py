@@ -1,0 +1,428 @@
+"""Each seed's claim, measured over seeds: runs ``regkit compare`` per claim and writes
+docs/claims.md (claim, paper figure, table, picture, command, wall time, machine, verdict) and
+benchmarks/claims.json (one record per claim, setting and seed).
+
+    python benchmarks/claims.py                     # the CPU budget, every claim (hours on 2 cores)
+    python benchmarks/claims.py --budget tiny       # a few batches per run: checks the machinery only
+    python benchmarks/claims.py --budget full       # the papers' scale (GPU)
+    python benchmarks/claims.py --only S1,S2 --jobs 2
+    python benchmarks/claims.py --report-only       # rewrite the page from the runs already made
+
+Runs go to ``runs/claims/<budget>/<claim>/`` and are resumed: a claim stopped half-way continues
+where it stopped, and ``--report-only`` writes what exists, marking each claim whose runs are
+missing "not measured" with the command that measures it. Run it from the repository root.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false"]
+TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+        "--trainer.limit_test_batches", "1"]
+SEEDS = {"tiny": 2, "cpu": 3, "full": 3}
+
+
+def _epochs(n: int) -> list[str]:
+    """``n`` epochs with the cosine schedule of the MNIST recipes decaying over exactly those."""
+    return ["--trainer.max_epochs", str(n), "--model.init_args.lr_scheduler.init_args.T_max", str(n)]
+
+
+@dataclass
+class Claim:
+    id: str
+    seed: str                  # the seed post's topic
+    claim: str                 # what the seed / paper says, in one or two sentences
+    paper: str                 # the paper's figure we set ours against
+    vary: list[str]            # regkit compare --vary arguments
+    metrics: list[str]         # table metrics, the first drawn
+    budgets: dict[str, list[str]]  # budget -> options for every regkit fit (tiny is added for all)
+    budget_note: dict[str, str]
+    verdict: Callable[[dict[str, dict[str, tuple[float, float, int]]]], str]
+    base: list[str] = field(default_factory=list)  # --config for claims that vary keys of one recipe
+    budget_vary: dict[str, list[str]] = field(default_factory=dict)  # a budget's own --vary (other recipes)
+    curves: list[str] = field(default_factory=list)
+    lower_is_better: bool = False
+
+
+def _stats(rows: dict, setting: str, metric: str) -> tuple[float, float, int]:
+    return rows.get(setting, {}).get(metric, (math.nan, math.nan, 0))
+
+
+def _versus(rows: dict, better: str, worse: str, metric: str, lower: bool, names: tuple[str, str]) -> str:
+    """'A beats B by d (beyond / within the seed spread)'."""
+    (m1, s1, n1), (m2, s2, n2) = _stats(rows, better, metric), _stats(rows, worse, metric)
+    if not n1 or not n2:
+        return f"{names[0]} vs {names[1]}: not measured"
+    gain = (m2 - m1) if lower else (m1 - m2)
+    spread = math.sqrt(s1 ** 2 + s2 ** 2)
+    if gain > spread:
+        word = "better, beyond the seed spread"
+    elif gain > 0:
+        word = "better, but within the seed spread"
+    else:
+        word = "NOT better"
+    return f"{names[0]} is {word} than {names[1]} ({metric} {m1:.4g} vs {m2:.4g}, spread ±{spread:.2g})"
+
+
+def _verdict(parts: list[str]) -> str:
+    if any("not measured" in p for p in parts):
+        return "incomplete: " + "; ".join(parts)
+    if all("beyond the seed spread" in p for p in parts):
+        return "**reproduced**: " + "; ".join(parts)
+    if any("NOT better" in p for p in parts):
+        return "**not reproduced** at this budget: " + "; ".join(parts)
+    return "**inconclusive** (differences within the seed spread): " + "; ".join(parts)
+
+
+def verdict_s1(rows: dict) -> str:
+    none, drop, maxn = "config=mlp_no_dropout", "config=mlp_dropout", "config=mlp_dropout_maxnorm"
+    return _verdict([
+        _versus(rows, drop, none, "test/acc", False, ("dropout", "no dropout")),
+        _versus(rows, maxn, drop, "test/acc", False, ("dropout + max-norm", "dropout alone")),
+    ])
+
+
+def _find(rows: dict, word: str) -> str:
+    return next((setting for setting in rows if word in setting), word)
+
+
+def verdict_s2(rows: dict) -> str:
+    none, std, var = _find(rows, "no_dropout"), _find(rows, "standard"), _find(rows, "variational")
+    parts = [
+        _versus(rows, std, none, "test/ppl", True, ("standard dropout", "no dropout")),
+        _versus(rows, var, std, "test/ppl", True, ("variational dropout", "standard dropout")),
+    ]
+    train, val = _stats(rows, none, "train/ppl")[0], _stats(rows, none, "val/ppl")[0]
+    overfit = ""
+    if not (math.isnan(train) or math.isnan(val)):
+        overfit = (f" Overfitting check: without dropout the last epoch's training perplexity is {train:.0f} "
+                   f"against {val:.0f} on validation" + (" (it overfits)." if val > 1.5 * train else
+                                                          " (not clearly overfitting)."))
+    return _verdict(parts) + overfit
+
+
+def verdict_s3(rows: dict) -> str:
+    after, before, free = ("order=[norm, act, dropout]", "order=[dropout, norm, act]", "order=[norm, act]")
+    return _verdict([
+        _versus(rows, after, before, "test/acc", False, ("dropout after BN+ReLU", "dropout right before BN")),
+        _versus(rows, after, free, "test/acc", False, ("BN + dropout (after)", "BN alone")),
+    ])
+
+
+def verdict_s4(rows: dict) -> str:
+    metric = next((m for r in rows.values() for m in r if "fid" in m.lower()), "val/fid")
+    return _verdict([_versus(rows, "dropout.p=0.3", "dropout.p=0.0", metric, True, ("dropout 0.3 in D", "no dropout in D"))])
+
+
+def verdict_s0(rows: dict) -> str:
+    return _verdict([_versus(rows, "attn_dropout=0.1", "attn_dropout=0.0", "test/acc", False,
+                             ("attention-dropout 0.1", "no attention-dropout"))])
+
+
+CLAIMS = [
+    Claim(
+        id="S1",
+        seed="dropout in a fully connected network (MNIST)",
+        claim="Dropout lowers the test error of a ReLU MLP on MNIST, and a max-norm constraint on each "
+              "unit's incoming weights lowers it further (it lets SGD use a large learning rate).",
+        paper="Srivastava et al. (2014), Table 2, 3 x 1024 ReLU MLP on MNIST: 1.25 % test error with "
+              "dropout, 1.06 % with dropout + max-norm (a standard net without dropout: 1.60 %, Simard et al.)",
+        vary=["config=recipes/mlp_no_dropout.yaml,recipes/mlp_dropout.yaml,recipes/mlp_dropout_maxnorm.yaml"],
+        metrics=["test/acc", "val/acc", "train/acc"],
+        budgets={"cpu": [], "full": _epochs(100)},
+        budget_note={"cpu": "the recipes' defaults: 15 epochs of SGD (momentum 0.95, lr 0.1, cosine) on 55k "
+                            "images, about 2 min per run on 2 idle cores",
+                     "full": "100 epochs per run (about 13 min per run on 2 idle cores)"},
+        verdict=verdict_s1,
+    ),
+    Claim(
+        id="S2",
+        seed="dropout in recurrent networks (LSTM language model)",
+        claim="In an LSTM language model that overfits, dropout on the non-recurrent connections helps "
+              "(Zaremba et al., 2014), and variational (per-sequence) dropout with weight-drop helps more "
+              "(Gal & Ghahramani, 2016).",
+        paper="Zaremba et al. (2014), Table 1, PTB test perplexity: 114.5 without regularization (2x200), "
+              "82.7 with dropout (2x650 'medium'); Gal & Ghahramani (2016), Table 1: variational dropout "
+              "improves on Zaremba's medium model by about 3 points",
+        vary=["config=recipes/lstm_ptb_no_dropout.yaml,recipes/lstm_ptb_standard.yaml,"
+              "recipes/lstm_ptb_variational.yaml"],
+        metrics=["test/ppl", "val/ppl", "train/ppl"],
+        curves=["val/ppl", "train/ppl"],
+        budgets={"cpu": [], "full": []},
+        budget_vary={"full": ["config=recipes/lstm_ptb_standard_medium.yaml,recipes/lstm_ptb_variational_medium.yaml"]},
+        budget_note={"cpu": "the recipes' defaults: 2x200 LSTM, first 100k PTB training tokens, 8 epochs, "
+                            "Adam; about 5 min per run on 2 idle cores",
+                     "full": "the papers' medium models (2x650, all of PTB, 39 epochs, the "
+                             "recipes/lstm_ptb_*_medium.yaml settings): GPU work, hours per run on a CPU"},
+        verdict=verdict_s2,
+        lower_is_better=True,
+    ),
+    Claim(
+        id="S3",
+        seed="dropout together with batch normalization",
+        claim="Dropout placed right before a batch-norm layer shifts the variance that batch norm sees "
+              "between training and test, which costs accuracy; dropout after the last batch norm does not.",
+        paper="Li et al. (2019), 'Understanding the Disharmony between Dropout and Batch Normalization by "
+              "Variance Shift', Sec. 3-4 (the shift grows with the drop rate; moving dropout after all BN "
+              "layers removes it)",
+        base=["--config", "recipes/mlp_batchnorm_dropout.yaml"],
+        vary=["model.init_args.network.order=[norm, act, dropout],[dropout, norm, act],[norm, act]"],
+        metrics=["test/acc", "val/acc", "train/acc"],
+        budgets={"cpu": [], "full": _epochs(60)},
+        budget_note={"cpu": "the recipe's default: 15 epochs of Adam, about 2 min per run on 2 idle cores",
+                     "full": "60 epochs per run"},
+        verdict=verdict_s3,
+    ),
+    Claim(
+        id="S4",
+        seed="dropout in a GAN's discriminator",
+        claim="Dropout in the discriminator regularizes it and improves the generator's samples "
+              "(lower FID).",
+        paper="Goodfellow et al. (2014) train D with dropout; FID as in Heusel et al. (2017), here on the "
+              "features of regkit's small MNIST classifier (not Inception), so values are not comparable "
+              "with published FIDs",
+        base=["--config", "recipes/gan.yaml"],
+        vary=["model.init_args.discriminator.dropout.p=0.0,0.3"],  # p = 0 is dropout switched off
+        metrics=[],  # the FID the runs log (its key is chosen by the task)
+        budgets={"cpu": [], "full": ["--trainer.max_epochs", "30", "--data.init_args.limit_train", "0"]},
+        budget_note={"cpu": "the recipe's default: 6 short epochs on 25.6k images, about 100 s per run on "
+                            "2 idle cores",
+                     "full": "30 epochs on all 55k training images"},
+        verdict=verdict_s4,
+        lower_is_better=True,
+    ),
+    Claim(
+        id="S0",
+        seed="dropout and attention",
+        claim="Dropout on the attention weights regularizes a transformer encoder and improves test accuracy.",
+        paper="Vaswani et al. (2017) use dropout 0.1 in every sub-layer; attention-dropout on the softmax "
+              "weights as in their reference implementation",
+        base=["--config", "recipes/attention_dropout.yaml"],
+        vary=["model.init_args.network.attn_dropout=0.0,0.1"],
+        metrics=["test/acc", "val/acc", "train/acc"],
+        budgets={"cpu": [], "full": ["--trainer.max_epochs", "20", "--data.init_args.limit_train", "0"]},
+        budget_note={"cpu": "the recipe's default: 3 epochs on 20k images",
+                     "full": "20 epochs on all 55k training images"},
+        verdict=verdict_s0,
+    ),
+]
+
+
+def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int) -> list[str]:
+    args = [*claim.base]
+    for vary in claim.budget_vary.get(budget, claim.vary):
+        args += ["--vary", vary]
+    args += ["--seeds", str(SEEDS[budget]), "--out", str(runs_root / budget / claim.id)]
+    args += ["--jobs", str(jobs)] if jobs > 1 else []
+    for metric in claim.metrics:
+        args += ["--metric", metric]
+    for name in claim.curves:
+        args += ["--curve", name]
+    args += ["--title", f"{claim.id}: {claim.seed} ({budget} budget)"]
+    return args + QUIET + (TINY if budget == "tiny" else claim.budgets.get(budget, []))
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """setting -> metric -> (mean, std, n) over the finished seeds."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for result in results:
+        if result.get("status") == "ok":
+            for metric, value in result.get("final", {}).items():
+                rows.setdefault(result["setting"], {}).setdefault(metric, []).append(value)
+    return {
+        setting: {m: (statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for m, v in ms.items()}
+        for setting, ms in rows.items()
+    }
+
+
+def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bool) -> dict[str, Any]:
+    args = compare_args(claim, budget, runs_root, jobs)
+    command = "regkit compare " + shlex.join(args)
+    out = runs_root / budget / claim.id
+    started = time.time()
+    if execute:
+        print(f"\n== {claim.id}: {command}", flush=True)
+        subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else []
+    if not execute and out.exists():  # refresh table and picture from the finished runs; nothing runs
+        subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
+        results = json.loads(results_file.read_text()) if results_file.exists() else []
+    return {
+        "claim": claim,
+        "budget": budget,
+        "command": command,
+        "out": out,
+        "results": results,
+        "rows": summarise(results),
+        "this_call_s": time.time() - started,
+    }
+
+
+def _fmt(mean: float, std: float, metric: str) -> str:
+    if metric.endswith("acc"):
+        return f"{100 * (1 - mean):.2f} ± {100 * std:.2f}"
+    return f"{mean:.1f} ± {std:.1f}" if mean > 20 else f"{mean:.4g} ± {std:.2g}"
+
+
+def _header(metric: str) -> str:
+    return f"{metric.replace('/acc', '/error')} (%)" if metric.endswith("acc") else metric
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    metrics = report["claim"].metrics or sorted({m for r in rows.values() for m in r if "fid" in m.lower()})
+    lines = ["| setting | seeds | " + " | ".join(_header(m) for m in metrics) + " | wall s / run |",
+             "|---|---|" + "---|" * (len(metrics) + 1)]
+    for setting in dict.fromkeys(r["setting"] for r in report["results"]):
+        done = [r for r in report["results"] if r["setting"] == setting and r.get("status") == "ok"]
+        cells = []
+        for metric in metrics:
+            mean, std, n = _stats(rows, setting, metric)
+            cells.append(_fmt(mean, std, metric) if n else "-")
+        wall = statistics.fmean(r["wall_s"] for r in done) if done else math.nan
+        lines.append(f"| {setting} | {len(done)} | " + " | ".join(cells) + f" | {wall:.0f} |")
+    return "\n".join(lines)
+
+
+def section(report: dict[str, Any], images: Path, docs: Path) -> str:
+    claim: Claim = report["claim"]
+    out = [f"## {claim.id}: {claim.seed}", "", f"**Claim.** {claim.claim}", "", f"**Paper.** {claim.paper}.", ""]
+    results = report["results"]
+    if not any(r.get("status") == "ok" for r in results):
+        out += [f"**Not measured in this session.** To measure it at the {report['budget']} budget "
+                f"({claim.budget_note.get(report['budget'], 'a check of the machinery')}):", "",
+                "```", f"python benchmarks/claims.py --only {claim.id} --budget {report['budget']}",
+                f"# which runs: {report['command']}", "```", ""]
+        return "\n".join(out)
+    ok = [r for r in results if r.get("status") == "ok"]
+    seeds = sorted({r["seed"] for r in ok})
+    picture = report["out"] / "summary.png"
+    if picture.exists():
+        target = images / f"claims_{claim.id}.png"
+        shutil.copyfile(picture, target)
+        out += [f"![{claim.id}]({os.path.relpath(target, docs.parent)})", ""]
+    out += [
+        f"Budget: **{report['budget']}** ({claim.budget_note.get(report['budget'], 'a few batches per run: a check of the machinery, not a measurement')}); "
+        f"seeds {', '.join(map(str, seeds))}. Errors are 100 x (1 - accuracy); ± is the standard deviation over seeds; "
+        "the train column is the mean over the last epoch's steps, with dropout on.",
+        "",
+        table(report),
+        "",
+        f"**Verdict.** {claim.verdict(report['rows'])}",
+        "",
+        f"Wall time: {sum(r['wall_s'] for r in ok) / 60:.1f} min for {len(ok)} runs "
+        f"({len(results) - len(ok)} failed or missing). Command (from the repository root):",
+        "",
+        "```",
+        report["command"],
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budgets: dict[str, str]) -> None:
+    images = docs.parent / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = [
+        "# Claims: each seed's claim, measured over seeds",
+        "",
+        "Generated by `python benchmarks/claims.py` (which runs `regkit compare` once per claim; "
+        "`--budget tiny|cpu|full`, `--only S1,S2`, `--report-only` to rewrite this page from the runs "
+        "already made). Every number below comes from runs listed in "
+        "[benchmarks/claims.json](../benchmarks/claims.json), one record per claim, setting and seed.",
+        "",
+        f"Machine: {machine()}. Written {when}. Timings were taken on a machine shared with other "
+        "jobs, so wall times are noisy upper bounds.",
+        "",
+        "| claim | budget run | settings x seeds finished | verdict |",
+        "|---|---|---|---|",
+    ]
+    for report in reports:
+        ok = [r for r in report["results"] if r.get("status") == "ok"]
+        verdict = report["claim"].verdict(report["rows"]).split(":")[0] if ok else "not measured in this session"
+        head.append(f"| {report['claim'].id} | {report['budget'] if ok else '-'} | {len(ok)} runs | {verdict} |")
+    head += ["", SWEEP_NOTE, ""]
+    body = [section(report, images, docs) for report in reports]
+    docs.write_text("\n".join(head + body).rstrip() + "\n")
+    records = [
+        {"claim": report["claim"].id, "budget": report["budget"], "setting": r["setting"], "seed": r["seed"],
+         "status": r.get("status"), "wall_s": r.get("wall_s"), "command": shlex.join(r.get("command", [])),
+         "metrics": r.get("final", {})}
+        for report in reports for r in report["results"]
+    ]
+    json_path.write_text(json.dumps({"written": when, "machine": machine(), "records": records}, indent=1) + "\n")
+
+
+SWEEP_NOTE = """\
+**On many machines.** `regkit compare ... --wandb-sweep sweep.yaml` writes the same grid (settings x
+seeds) as a W&B grid sweep instead of running it; then `wandb sweep sweep.yaml` prints a sweep id and
+`wandb agent ENTITY/PROJECT/SWEEP_ID` on each machine (or GPU: `CUDA_VISIBLE_DEVICES=i wandb agent ...`)
+runs `regkit fit` for one grid point after another until the grid is done. Example, S1:
+
+```
+regkit compare --vary config=recipes/mlp_no_dropout.yaml,recipes/mlp_dropout.yaml,recipes/mlp_dropout_maxnorm.yaml \\
+    --seeds 3 --metric test/acc --wandb-sweep s1_sweep.yaml
+wandb sweep s1_sweep.yaml
+wandb agent ENTITY/regkit/SWEEP_ID
+```"""
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=["tiny", "cpu", "full"], default="cpu")
+    parser.add_argument("--only", help="comma-separated claim ids (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at the same time within a claim")
+    parser.add_argument("--report-only", action="store_true", help="write the page from the runs already made")
+    parser.add_argument("--runs", default="runs/claims", help="where the runs go (default runs/claims)")
+    parser.add_argument("--docs", default=str(ROOT / "docs" / "claims.md"))
+    parser.add_argument("--json", default=str(HERE / "claims.json"))
+    args = parser.parse_args(argv)
+    wanted = set(args.only.split(",")) if args.only else {c.id for c in CLAIMS}
+    unknown = wanted - {c.id for c in CLAIMS}
+    if unknown:
+        parser.error(f"unknown claim(s) {sorted(unknown)}; known: {[c.id for c in CLAIMS]}")
+    reports = []
+    for claim in CLAIMS:
+        execute = claim.id in wanted and not args.report_only
+        reports.append(run_claim(claim, args.budget, Path(args.runs), args.jobs, execute))
+    write_docs(reports, Path(args.docs), Path(args.json), {})
+    print(f"wrote {args.docs} and {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
