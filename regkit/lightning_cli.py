@@ -7,10 +7,12 @@ from typing import Any, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
 from regkit import registry
+from regkit.callbacks.progress_bar import ProgressBar
 from regkit.errors import RegkitArgumentParser
 
 DESCRIPTION = """\
@@ -80,7 +82,12 @@ class RegkitCLI(LightningCLI):
         own = [c for c in trainer_config.get("callbacks") or [] if isinstance(c, ModelCheckpoint)]
         skip = trainer_config.get("enable_checkpointing") is False or bool(own) or trainer_config.get("fast_dev_run")
         keys = [k for k in self._parser(self.subcommand).callback_keys if not (skip and k == "checkpoint")]
-        return self._instantiate_trainer(trainer_config, [self._get(self.config_init, k) for k in keys])
+        extra = [self._get(self.config_init, k) for k in keys]
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBarBase) for c in trainer_config.get("callbacks") or []
+        ):
+            extra.append(ProgressBar())  # metrics read at the logging interval, not every step
+        return self._instantiate_trainer(trainer_config, extra)
 
     def after_fit(self) -> None:
         if self.config["fit"].get("test_after_fit"):

@@ -8,6 +8,10 @@ import torch
 from torch import nn
 
 
+def _forget_count(module: EMA, incompatible_keys: object) -> None:
+    module._count = None
+
+
 class EMA(nn.Module):
     """A frozen copy of ``model`` whose parameters follow ``decay * ema + (1 - decay) * model`` after
     every ``update``; buffers (batch-norm running statistics) are copied as they are.
@@ -32,6 +36,10 @@ class EMA(nn.Module):
         self.decay, self.warmup = float(decay), warmup
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        # A host-side copy of num_updates, so an update never reads a GPU tensor (a sync); read
+        # from the buffer only once after a checkpoint load.
+        self._count: int | None = 0
+        self.register_load_state_dict_post_hook(_forget_count)
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, warmup={self.warmup}"
@@ -43,10 +51,13 @@ class EMA(nn.Module):
     def update(self, model: nn.Module) -> None:
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
-        t = int(self.num_updates)
+        if self._count is None:
+            self._count = int(self.num_updates)
+        t = self._count
         decay = min(self.decay, (1 + t) / (10 + t)) if self.warmup else self.decay
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        self.num_updates += 1
+        self._count += 1
+        self.num_updates.fill_(self._count)
         for ema_buf, buf in zip(self.module.buffers(), model.buffers()):
             ema_buf.copy_(buf)
 

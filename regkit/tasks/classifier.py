@@ -67,7 +67,9 @@ class Classifier(RegularizedTask):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.train_acc.update(logits.detach(), y)  # accumulate only; computed once per epoch
-        self.log("train/loss", loss, prog_bar=True)
+        # No prog_bar: Lightning would read it as a float every step (a GPU sync);
+        # regkit's ProgressBar shows it at the logging interval.
+        self.log("train/loss", loss)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         if len(self.penalties):
             loss = loss + self.penalty_loss()

@@ -221,7 +221,9 @@ class GAN(L.LightningModule):
         self._backward_and_step(d_loss if penalty is None else d_loss + penalty, opt_d)
         self.untoggle_optimizer(opt_d)
         self.d_steps += 1
-        self.log("train/d_loss", d_loss.detach(), prog_bar=True)
+        # No prog_bar: Lightning would read it as a float every step (a GPU sync);
+        # regkit's ProgressBar shows it at the logging interval.
+        self.log("train/d_loss", d_loss.detach())
         self.log("train/d_real", real_logits.detach().float().mean())
         self.log("train/d_fake", fake_logits.detach().float().mean())
 
@@ -238,7 +240,7 @@ class GAN(L.LightningModule):
             self.untoggle_optimizer(opt_g)
             if self.ema is not None:
                 self.ema.update(self.generator)
-            self.log("train/g_loss", g_loss.detach(), prog_bar=True)
+            self.log("train/g_loss", g_loss.detach())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_d_steps"] = self.d_steps

@@ -95,7 +95,9 @@ class LanguageModel(RegularizedTask):
         x, y = batch
         out = self._step("train", x)
         loss = self._loss(out.logits, y)
-        self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
+        # No prog_bar: Lightning would read it as a float every step (a GPU sync);
+        # regkit's ProgressBar shows it at the logging interval.
+        self.log("train/loss", loss, batch_size=y.numel())
         self.log("train/ppl", loss.detach().exp(), batch_size=y.numel())
         if len(self.penalties):
             loss = loss + self.penalty_loss(outputs=out.outputs, dropped_outputs=out.dropped_outputs, time_dim=1)
