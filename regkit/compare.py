@@ -22,6 +22,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import shutil
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 RESULT_FILE = "compare.json"  # written into a run folder when its run has ended
+RUNNING: set[subprocess.Popen] = set()  # the regkit fit processes now running, stopped with compare
 PREFERRED_METRICS = ("test/acc", "test/ppl", "test/fid", "val/fid", "val/acc", "val/ppl", "val/loss")
 LOWER_IS_BETTER = ("loss", "ppl", "fid", "err", "nll", "ece", "kid")
 
@@ -231,7 +233,10 @@ def execute(run: Run, passthrough: list[str], env: dict[str, str]) -> dict[str, 
     command = fit_command(run, passthrough)
     start = time.time()
     with open(run.run_dir / "compare.log", "w") as log:
-        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        RUNNING.add(process)
+        returncode = process.wait()
+        RUNNING.discard(process)
     result: dict[str, Any] = {
         "setting": run.setting,
         "values": run.values,
@@ -283,7 +288,8 @@ def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
     if jobs > 1 and "OMP_NUM_THREADS" not in env:  # share the cores instead of oversubscribing them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc="regkit compare", file=sys.stderr)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         futures = {pool.submit(execute, run, passthrough, env): run for run in todo}
         for future in as_completed(futures):
             run = futures[future]
@@ -295,6 +301,12 @@ def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
                 )
             bar.set_postfix_str(f"last: {run.setting} seed {run.seed} {run.result['wall_s']:.0f}s")
             bar.update()
+    except BaseException:  # Ctrl-C or SIGTERM: stop the runs too; they start afresh on the next call
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(RUNNING):
+            process.kill()
+        raise
+    pool.shutdown()
     bar.close()
 
 
@@ -532,7 +544,11 @@ def main(argv: list[str]) -> int:
             result = load_result(run)
             run.result = result if result.get("command") == ["regkit", "fit", *run.fit_args(passthrough)] else {}
     else:
-        run_all(runs, passthrough, options.jobs)
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the runs stop as well
+        try:
+            run_all(runs, passthrough, options.jobs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     metrics = choose_metrics(runs, options.metric)
     summary = summarise(runs, metrics)
     title = options.title or f"regkit compare {name}: {len(summary)} settings x {len(seeds)} seeds"
