@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -217,6 +218,26 @@ def fit_command(run: Run, passthrough: list[str]) -> list[str]:
     return [sys.executable, "-m", "regkit", "fit", *run.fit_args(passthrough), *run_folder_args(run.run_dir)]
 
 
+def identity(run: Run, passthrough: list[str]) -> dict[str, Any]:
+    """What makes a finished run reusable: its ``regkit fit`` arguments and the content of its
+    recipe files (an edited recipe is a different run)."""
+    args = run.fit_args(passthrough)
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    configs += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    digests = {}
+    for config in configs:
+        try:
+            digests[config] = hashlib.sha256(Path(config).read_bytes()).hexdigest()[:16]
+        except OSError:
+            digests[config] = None
+    return {"command": ["regkit", "fit", *args], "recipes": digests}
+
+
+def same_run(result: dict[str, Any], run: Run, passthrough: list[str]) -> bool:
+    wanted = identity(run, passthrough)
+    return result.get("command") == wanted["command"] and result.get("recipes", wanted["recipes"]) == wanted["recipes"]
+
+
 def load_result(run: Run) -> dict[str, Any]:
     try:
         return json.loads((run.run_dir / RESULT_FILE).read_text())
@@ -241,7 +262,7 @@ def execute(run: Run, passthrough: list[str], env: dict[str, str]) -> dict[str, 
         "setting": run.setting,
         "values": run.values,
         "seed": run.seed,
-        "command": ["regkit", "fit", *run.fit_args(passthrough)],
+        **identity(run, passthrough),
         "status": "ok" if returncode == 0 else "failed",
         "returncode": returncode,
         "wall_s": round(time.time() - start, 1),
@@ -275,10 +296,10 @@ def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
     for run in runs:
         previous = load_result(run)
         if previous.get("status") == "ok":
-            if previous.get("command") != ["regkit", "fit", *run.fit_args(passthrough)]:
+            if not same_run(previous, run, passthrough):
                 raise SystemExit(
-                    f"regkit compare: {run.run_dir} holds a finished run made with another command:\n  "
-                    + " ".join(previous.get("command", []))
+                    f"regkit compare: {run.run_dir} holds a finished run made with another command or "
+                    "another version of its recipe file:\n  " + " ".join(previous.get("command", []))
                     + "\nuse another --out (or delete that folder) to compare with the new options"
                 )
             run.result = previous
@@ -542,7 +563,7 @@ def main(argv: list[str]) -> int:
     if options.report:
         for run in runs:
             result = load_result(run)
-            run.result = result if result.get("command") == ["regkit", "fit", *run.fit_args(passthrough)] else {}
+            run.result = result if same_run(result, run, passthrough) else {}
     else:
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the runs stop as well
         try:

@@ -115,3 +115,15 @@ def test_compare_runs_the_grid_through_regkit_fit_and_resumes(tmp_path):
     # Finished runs made with other options are not silently mixed with new ones.
     changed = _compare(out, "--trainer.max_epochs", "1")
     assert changed.returncode != 0 and "another command" in changed.stderr
+
+
+def test_a_finished_run_is_reused_only_with_the_same_options_and_recipe_content(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("trainer: {max_epochs: 1}\n")
+    run = compare.plan_runs({}, [0], tmp_path)[0]
+    passthrough = ["--config", str(recipe)]
+    finished = compare.identity(run, passthrough)
+    assert compare.same_run(finished, run, passthrough)
+    assert not compare.same_run(finished, run, [*passthrough, "--trainer.max_epochs", "2"])
+    recipe.write_text("trainer: {max_epochs: 2}\n")
+    assert not compare.same_run(finished, run, passthrough)
