@@ -1,61 +1,41 @@
-"""Turning jsonargparse's nested parse errors into one line that names the YAML key."""
+"""regkit's own errors: each carries the recipe key it is about, so the CLI names it exactly.
+
+A component or spec raises :class:`RegkitError` with the key it knows (``"dropout"`` inside a
+network, ``"p"`` inside a regularizer); whoever holds the outer part of the path prefixes it with
+:meth:`RegkitError.under` (the CLI adds ``model.init_args.network``). The CLI ends its message with
+one line, ``In short: <key>: <message>`` (see :func:`in_short`).
+"""
 from __future__ import annotations
 
-import re
-from typing import Any, NoReturn
 
-from lightning.pytorch.cli import LightningArgumentParser
-
-_KEY = re.compile(r'Parser key "([^"]+)"')
-_NOISE = (
-    "Does not validate against any of the Union subtypes",
-    "Subtypes:",
-    "Errors:",
-    "Given value",
-    "Expected a <class 'NoneType'>",
-    "Problem with given class_path",
-)
+def join_key(*parts: str) -> str:
+    """``join_key("model.init_args", "network", "")`` -> ``"model.init_args.network"``."""
+    return ".".join(p for p in parts if p)
 
 
-def summarize_parse_error(message: str) -> str | None:
-    """``model.init_args.network.dropout: unknown regularizer 'dropuot'; did you mean 'dropout'?``
+class RegkitError(ValueError):
+    """Bad input to regkit: a recipe value, a component argument, a file.
 
-    Walks the indentation of a nested jsonargparse message, keeping the path of ``Parser key``
-    lines, and returns the deepest concrete error with its dotted key; None if none is found.
+    Args:
+        message: what is wrong, without the key (``"unknown regularizer 'dropuot'; ..."``).
+        key: the dotted recipe key it is about, as far as the raiser knows it ("" if none).
     """
-    stack: list[tuple[int, str]] = []
-    best: tuple[int, str, str] | None = None
-    for raw in message.splitlines():
-        line = raw.rstrip()
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip())
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        text = line.strip().removeprefix("- ").removeprefix("error: ")
-        if text.startswith("Problem with given class_path"):
-            stack.append((indent, "init_args"))
-            continue
-        keys = _KEY.findall(text)
-        if keys:  # a context line: its children hold the concrete error
-            stack.extend((indent, key) for key in keys)
-            continue
-        leaf = re.sub(r"^Not of type \w+: ", "", text).strip()
-        if not leaf or leaf.endswith(":") or any(leaf.startswith(n) for n in _NOISE):
-            continue
-        path = ".".join(seg for _, seg in stack)
-        if best is None or path.count(".") > best[0]:
-            best = (path.count("."), path, leaf.rstrip(":"))
-    if best is None:
-        return None
-    return f"{best[1]}: {best[2]}" if best[1] else best[2]
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message, key)
+        self.message = message
+        self.key = key
+
+    def under(self, prefix: str) -> "RegkitError":
+        """The same error with ``prefix`` in front of its key (same class, cause kept)."""
+        err = type(self)(self.message, join_key(prefix, self.key))
+        err.__cause__ = self.__cause__
+        return err
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
 
 
-class RegkitArgumentParser(LightningArgumentParser):
-    """Lightning's parser, with a one-line summary naming the YAML key after a nested error."""
-
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        summary = summarize_parse_error(message)
-        if summary:
-            message = f"{message}\n\nIn short: {summary}"
-        super().error(message, ex)
+def in_short(error: RegkitError) -> str:
+    """The last line of every CLI error regkit reports: ``In short: <key>: <message>``."""
+    return f"In short: {error}"

@@ -3,17 +3,20 @@ checkpoints go where ``--ckpt_path last`` finds them, and parse errors name the 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
 from regkit import registry
 from regkit.callbacks.progress_bar import ProgressBar
-from regkit.errors import RegkitArgumentParser
+from regkit.errors import in_short
+from regkit.overrides import merge_component_overrides
+from regkit.spec import invalid_specs
 
 DESCRIPTION = """\
 regkit: regularizer recipes on Lightning.
@@ -51,17 +54,31 @@ class RegkitCLI(LightningCLI):
             save_config_callback=LoggerSaveConfigCallback,
             seed_everything_default=0,
             auto_configure_optimizers=False,
-            parser_class=RegkitArgumentParser,
             args=args,
             run=run,
             **kwargs,
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """As LightningCLI's, with overrides inside a component merged (regkit/overrides.py) and a
+        component that does not resolve reported with its full key, before anything is built."""
+        if isinstance(args, dict) or hasattr(args, "as_dict"):
+            self.config = parser.parse_object(args)
+            report_invalid_components(parser, self.config)
+            return
+        args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
+        printing = [a for a in args if a.split("=")[0] == "--print_config"]
+        if printing:  # --print_config prints and exits inside the parse: check the components first
+            report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
+        self.config = parser.parse_args(args)
+        report_invalid_components(parser, self.config)
+
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})
         # Checkpoints go to a directory named after the run (not the logger's random version), with
         # last.ckpt kept up to date, so `regkit fit --ckpt_path last` finds them after a crash.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A plain argument group (not a Lightning callback key): instantiate_trainer decides whether it is used.
+        parser.add_class_arguments(ModelCheckpoint, "checkpoint", fail_untyped=False, sub_configs=True)
         parser.set_defaults({"checkpoint.save_last": True})
         parser.add_argument(
             "--test_after_fit",
@@ -76,22 +93,33 @@ class RegkitCLI(LightningCLI):
             config["checkpoint"]["dirpath"] = default_checkpoint_dir(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        # As LightningCLI's, but leave out regkit's ModelCheckpoint when the recipe turns
+        # Add regkit's ModelCheckpoint to the recipe's callbacks, unless the recipe turns
         # checkpointing off or brings its own ModelCheckpoint.
-        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        own = [c for c in trainer_config.get("callbacks") or [] if isinstance(c, ModelCheckpoint)]
-        skip = trainer_config.get("enable_checkpointing") is False or bool(own) or trainer_config.get("fast_dev_run")
-        keys = [k for k in self._parser(self.subcommand).callback_keys if not (skip and k == "checkpoint")]
-        extra = [self._get(self.config_init, k) for k in keys]
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = {**(config.get("trainer") or {}), **kwargs}
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        own = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        skip = trainer_config.get("enable_checkpointing") is False or own or trainer_config.get("fast_dev_run")
+        if not skip and config.get("checkpoint") is not None:
+            callbacks.append(config["checkpoint"])
         if trainer_config.get("enable_progress_bar") is not False and not any(
-            isinstance(c, ProgressBarBase) for c in trainer_config.get("callbacks") or []
+            isinstance(c, ProgressBarBase) for c in callbacks
         ):
-            extra.append(ProgressBar())  # metrics read at the logging interval, not every step
-        return self._instantiate_trainer(trainer_config, extra)
+            callbacks.append(ProgressBar())  # metrics read at the logging interval, not every step
+        return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
 
     def after_fit(self) -> None:
         if self.config["fit"].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule)
+
+
+def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
+    """Stop with the first recipe component that did not resolve, named by its full key."""
+    root = config[config["subcommand"]] if config.get("subcommand") else config
+    for key, invalid in invalid_specs(root):
+        error = invalid.error.under(key)
+        parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 
 def default_checkpoint_dir(config: Any) -> str:

@@ -5,64 +5,89 @@ In YAML a component is either its registry name or a mapping with ``name`` plus 
     dropout: dropout                      # defaults
     dropout: {name: dropout, p: 0.3}      # with arguments
 
-A slot in a network or task is typed with the spec class of its kind (``RegularizerSpec``,
-``NormSpec``, ...). jsonargparse checks specs while it parses the recipe, so a wrong name or a
-wrong argument stops the run before training and the error names the YAML key. A component
-is built later, by whoever owns the slot, with ``spec.build(**what_the_slot_provides)``.
+A slot in a network or task is typed with the spec type of its kind (``RegularizerSpec``,
+``NormSpec``, ...: ``regkit.registry.<kind>.Spec``, made by each :class:`~regkit.registry.Registry`).
+A spec resolves once, when it is created: the name is looked up, the arguments are checked
+(names, types, nested specs) and, for small kinds, the component is built once so its own checks
+run. It keeps the registry entry and plain recipe values, so ``spec.to_config()`` is what a
+checkpoint stores and ``spec.build(**what_the_slot_provides)`` constructs the component with no
+second lookup.
+
+jsonargparse (public ``register_type``) turns recipe values into specs while it parses. A value
+that does not resolve is kept as an :class:`InvalidSpec` holding regkit's own error, so the CLI
+reports it with its full key (``model.init_args.network.dropout: unknown regularizer ...``).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import register_type
 
-from regkit import registry
+from regkit.errors import RegkitError
+
+if TYPE_CHECKING:
+    from regkit.registry.core import Entry, Registry
 
 
 class Spec:
-    """A registry name of a fixed kind plus keyword arguments, checked on creation."""
+    """A registry name of a fixed kind plus its checked keyword arguments.
 
+    ``Spec(name, **kwargs)`` resolves on creation and raises :class:`~regkit.errors.RegkitError`
+    (keyed by the argument at fault, if any) when the name or an argument is wrong.
+    """
+
+    registry: ClassVar["Registry"]
     kind: ClassVar[str] = ""
 
     def __init__(self, name: str, **kwargs: Any) -> None:
+        entry = self.registry.get(name)
+        self.registry.check_arguments(entry, kwargs, provided=_injected(entry, kwargs))
         self.name = name
-        self.kwargs = kwargs
+        self.kwargs = _typed_arguments(entry, kwargs)
+        self.entry: "Entry" = entry
+        if self.registry.trial_build and not _injected(entry, kwargs):
+            self.registry.construct(entry, dict(self.kwargs))  # its own value checks (e.g. p=1.5), now
 
     @classmethod
     def parse(cls, value: Any) -> "Spec":
-        """Turn a YAML value (a name, a mapping with ``name``, or a spec) into a checked spec."""
+        """A spec from a YAML value: a name, a mapping with ``name``, or a spec of this kind."""
         if isinstance(value, cls):
             return value
+        if isinstance(value, InvalidSpec):
+            raise value.error
         if isinstance(value, str):
             value = {"name": value}
+        if hasattr(value, "as_dict"):  # a jsonargparse Namespace
+            value = value.as_dict()
         if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-            raise ValueError(
+            raise RegkitError(
                 f"a {cls.kind} is given as its registry name or as a mapping with 'name' and its "
                 f"arguments (e.g. {{name: ..., ...}}), not {value!r}"
             )
         kwargs = dict(value)
-        name = kwargs.pop("name")
-        entry = registry.get(cls.kind, name)
-        registry.check_arguments(entry, kwargs, provided=_injected(entry, kwargs))
-        spec = cls(name, **_typed_arguments(entry, kwargs))
-        if cls.kind in _TRIAL_BUILD_KINDS and not _injected(entry, kwargs):
-            spec.build()  # small components: value errors (e.g. p=1.5) surface at parse time, with the key
-        return spec
-
-    @property
-    def entry(self) -> registry.Entry:
-        return registry.get(self.kind, self.name)
+        return cls(kwargs.pop("name"), **kwargs)
 
     def build(self, **provided: Any) -> Any:
         """Construct the component; ``provided`` fills arguments the slot owner knows."""
-        return registry.build(self.kind, self.name, **{**provided, **self.kwargs})
+        kwargs = {**provided, **self.kwargs}
+        self.registry.check_arguments(self.entry, kwargs)
+        return self.registry.construct(self.entry, kwargs)
+
+    def fill(self, **known: Any) -> Any:
+        """Build it in a slot: of what the slot knows (e.g. ``num_features``), pass only what the
+        component accepts (everything, if it takes ``**kwargs``)."""
+        if not self.entry.accepts_any_kwargs:
+            accepted = {p.name for p in self.entry.parameters}
+            known = {k: v for k, v in known.items() if k in accepted}
+        return self.build(**known)
 
     def to_config(self) -> dict[str, Any]:
-        return {"name": self.name, **{k: _to_config(v) for k, v in self.kwargs.items()}}
+        """The recipe form: plain values only (what checkpoints store; loads with ``weights_only``)."""
+        return {"name": self.name, **{k: to_config(v) for k, v in self.kwargs.items()}}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.to_config() == self.to_config()  # type: ignore[union-attr]
+        return isinstance(other, Spec) and other.kind == self.kind and other.to_config() == self.to_config()
 
     def __hash__(self) -> int:
         return hash((self.kind, self.name))
@@ -72,128 +97,129 @@ class Spec:
         return f"{type(self).__name__}({self.name!r}{args})"
 
 
-# Kinds cheap enough to construct once while parsing, so their own checks run before training.
-_TRIAL_BUILD_KINDS = ("regularizer", "penalty", "constraint", "gan_loss")
+class InvalidSpec:
+    """A recipe value that did not resolve, kept with regkit's error until the CLI reports it."""
+
+    def __init__(self, spec_type: type[Spec], value: Any, error: RegkitError) -> None:
+        self.spec_type, self.value, self.error = spec_type, value, error
+
+    def __repr__(self) -> str:
+        return f"InvalidSpec({self.value!r}: {self.error})"
 
 
-def _to_config(value: Any) -> Any:
+def to_config(value: Any) -> Any:
+    """Specs (also inside lists and dicts) to their plain recipe form."""
     if isinstance(value, Spec):
         return value.to_config()
+    if isinstance(value, InvalidSpec):
+        return value.value
     if isinstance(value, (list, tuple)):
-        return [_to_config(v) for v in value]
+        return [to_config(v) for v in value]
     if isinstance(value, dict):
-        return {k: _to_config(v) for k, v in value.items()}
+        return {k: to_config(v) for k, v in value.items()}
     return value
 
 
-def _injected(entry: registry.Entry, kwargs: dict[str, Any]) -> tuple[str, ...]:
+def _injected(entry: "Entry", kwargs: dict[str, Any]) -> tuple[str, ...]:
     """Required arguments the recipe leaves out are the slot owner's to fill (e.g. num_features)."""
     return tuple(p.name for p in entry.parameters if p.default is p.empty and p.name not in kwargs)
 
 
-def _typed_arguments(entry: registry.Entry, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Check argument types with jsonargparse, as for any typed signature; nested specs resolve."""
-    if not kwargs or entry.accepts_any_kwargs:
-        return kwargs
+def _argument_parser(entry: "Entry", skip: set[Union[str, int]]) -> ArgumentParser:
     parser = ArgumentParser(exit_on_error=False)
-    skip = set(_injected(entry, kwargs))
     if isinstance(entry.obj, type):
         parser.add_class_arguments(entry.obj, skip=skip, fail_untyped=False, sub_configs=True)
     else:
         parser.add_function_arguments(entry.obj, skip=skip, fail_untyped=False, sub_configs=True)
-    try:
-        parsed = parser.parse_object(kwargs, defaults=False)
-    except Exception as err:  # jsonargparse's message already names the argument
-        raise ValueError(f"{entry.kind} {entry.name!r}: {err}") from None
-    return {k: _namespace_to_plain(parsed.get(k)) for k in kwargs}
+    return parser
 
 
-def _namespace_to_plain(value: Any) -> Any:
-    if hasattr(value, "as_dict") and not isinstance(value, Spec):
-        return value.as_dict()
-    return value
+def _one_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
-class RegularizerSpec(Spec):
-    kind = "regularizer"
+def _typed_arguments(entry: "Entry", kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check argument types as for any typed signature; nested specs resolve (errors keyed by argument)."""
+    if not kwargs or entry.accepts_any_kwargs:
+        return kwargs
+    parser = _argument_parser(entry, set[Union[str, int]](_injected(entry, kwargs)))
+    checked: dict[str, Any] = {}
+    for key, value in kwargs.items():  # one by one, so an error names its argument
+        try:
+            parsed = parser.parse_object({key: value}, defaults=False)
+        except Exception as err:  # jsonargparse's own type check
+            raise RegkitError(f"{entry.kind} {entry.name!r}: {_one_line(err)}", key) from None
+        value = parsed.get(key)
+        if hasattr(value, "as_dict"):
+            value = value.as_dict()
+        for inner_key, inner in _nested_values(key, value):
+            if isinstance(inner, InvalidSpec):
+                raise inner.error.under(inner_key)
+        checked[key] = value
+    return checked
 
 
-class NormSpec(Spec):
-    kind = "norm"
+def _nested_values(key: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, (list, tuple)):
+        return [(f"{key}.{i}", v) for i, v in enumerate(value)]
+    return [(key, value)]
 
 
-class PenaltySpec(Spec):
-    kind = "penalty"
+# ---------------------------------------------------------------------- jsonargparse type
+def _serialize(value: Any) -> Any:
+    return to_config(value)
 
 
-class ConstraintSpec(Spec):
-    kind = "constraint"
+def _is_nested_override(value: Any) -> bool:
+    """``--x.spec.key value`` reaches a registered type as a (key, val) named tuple."""
+    return isinstance(value, tuple) and hasattr(value, "key") and hasattr(value, "val")
 
 
-class AttentionSpec(Spec):
-    kind = "attention"
+def spec_type(registry: "Registry") -> type[Spec]:
+    """The spec type of a registry's kind (``RegularizerSpec``), registered with jsonargparse."""
+    name = "".join(word.capitalize() for word in registry.kind.split("_")) + "Spec"
+    cls: type[Spec] = type(name, (Spec,), {"registry": registry, "kind": registry.kind, "__module__": __name__,
+                               "__qualname__": name, "__doc__": f"A {registry.kind} chosen by a recipe."})
+
+    def deserialize(value: Any) -> Any:
+        if _is_nested_override(value):
+            error = RegkitError(
+                f"cannot set {value.key!r} of a {registry.kind} without its previous value; "
+                "regkit's command line merges such overrides (regkit fit ...)"
+            )
+            return InvalidSpec(cls, {value.key: value.val}, error)
+        if not isinstance(value, (str, dict)) and not hasattr(value, "as_dict"):
+            raise ValueError(f"a {registry.kind} is given as its registry name or a mapping with 'name', not {value!r}")
+        try:
+            return cls.parse(value)
+        except RegkitError as err:  # reported by the CLI with its full key
+            return InvalidSpec(cls, to_config(value), err)
+
+    register_type(
+        cls,
+        serializer=_serialize,
+        deserializer=deserialize,
+        type_check=lambda v, t: isinstance(v, t) or (isinstance(v, InvalidSpec) and v.spec_type is t),
+    )
+    globals()[name] = cls  # importable as regkit.spec.<Name> (help text, pickles, annotations)
+    return cls
 
 
-class GeneratorSpec(Spec):
-    kind = "generator"
+def invalid_specs(value: Any, key: str = "") -> list[tuple[str, InvalidSpec]]:
+    """Every :class:`InvalidSpec` inside a parsed config, with its dotted key."""
+    found: list[tuple[str, InvalidSpec]] = []
+    if isinstance(value, InvalidSpec):
+        found.append((key, value))
+    elif hasattr(value, "items") and not isinstance(value, Spec):
+        for k, v in value.items():
+            found += invalid_specs(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found += invalid_specs(v, f"{key}.{i}")
+    return found
 
 
-class DiscriminatorSpec(Spec):
-    kind = "discriminator"
-
-
-class GanLossSpec(Spec):
-    kind = "gan_loss"
-
-
-class NetworkSpec(Spec):
-    kind = "network"
-
-
-SPEC_TYPES: dict[str, type[Spec]] = {cls.kind: cls for cls in Spec.__subclasses__()}
-assert set(SPEC_TYPES) == set(registry.KINDS), "every kind needs a spec type"
-
-for _cls in SPEC_TYPES.values():
-    register_type(_cls, serializer=Spec.to_config, deserializer=_cls.parse)
-
-
-def _as_mapping(value: Any) -> dict[str, Any]:
-    """A spec's recipe form as a fresh dict: from a Spec, a bare name, a mapping, or nothing."""
-    if isinstance(value, Spec):
-        return value.to_config()
-    if isinstance(value, str):
-        return {"name": value}
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _merge_nested(previous: Any, nested: Any) -> dict[str, Any]:
-    """Apply a command-line override of one key (``NestedArg``) to a spec's previous value."""
-    base = _as_mapping(previous)
-    keys = nested.key.split(".")
-    target = base
-    for key in keys[:-1]:
-        target[key] = _as_mapping(target.get(key))
-        target = target[key]
-    target[keys[-1]] = nested.val
-    return base
-
-
-def _install_override_merging() -> None:
-    """jsonargparse hands a registered type a ``NestedArg`` for ``--x.spec.key value`` without the
-    previous value; merge it here so single arguments of a component can be overridden."""
-    from jsonargparse import _typehints
-
-    original = _typehints.adapt_typehints
-    if getattr(original, "_regkit", False):
-        return
-
-    def adapt_typehints(val: Any, typehint: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(val, _typehints.NestedArg) and isinstance(typehint, type) and issubclass(typehint, Spec):
-            val = _merge_nested(kwargs.get("prev_val"), val)
-        return original(val, typehint, *args, **kwargs)
-
-    adapt_typehints._regkit = True  # type: ignore[attr-defined]
-    _typehints.adapt_typehints = adapt_typehints
-
-
-_install_override_merging()
+if TYPE_CHECKING:  # made by each kind's Registry (regkit/registry/__init__.py) at import
+    RegularizerSpec = NormSpec = PenaltySpec = ConstraintSpec = AttentionSpec = Spec
+    GeneratorSpec = DiscriminatorSpec = GanLossSpec = NetworkSpec = Spec

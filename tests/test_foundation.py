@@ -10,7 +10,6 @@ import yaml
 
 import regkit
 from regkit import registry
-from regkit.errors import summarize_parse_error
 from regkit.spec import NetworkSpec, RegularizerSpec
 
 from conftest import RECIPES, run_regkit
@@ -121,19 +120,12 @@ def test_mlp_order_places_norm_and_dropout():
     assert kinds == ["Flatten", "Linear", "Dropout", "BatchNorm", "ReLU", "Linear"]
 
 
-def test_summarize_parse_error_names_deepest_key():
-    message = '''Parser key "model":
-  Errors:
-    - Problem with given class_path 'regkit.tasks.Classifier':
-        Parser key "network":
-          Not of type NetworkSpec: network 'mlp': Parser key "dropout":
-            Errors:
-              - Not of type RegularizerSpec: unknown regularizer 'dropuot'; did you mean 'dropout'?
-              - Expected a <class 'NoneType'>
-    - Expected a <class 'NoneType'>'''
-    assert summarize_parse_error(message) == (
-        "model.init_args.network.dropout: unknown regularizer 'dropuot'; did you mean 'dropout'?"
-    )
+def test_spec_errors_carry_the_key_inside_the_component():
+    with pytest.raises(regkit.RegkitError) as info:
+        NetworkSpec.parse({"name": "mlp", "dropout": {"name": "dropuot"}})
+    assert info.value.key == "dropout"
+    assert info.value.under("model.init_args.network").key == "model.init_args.network.dropout"
+    assert "did you mean 'dropout'" in info.value.message
 
 
 def _write_recipe(tmp_path: Path, base: str, **network_overrides) -> Path:
@@ -168,6 +160,22 @@ def test_cli_single_argument_override_merges_into_component():
     network = yaml.safe_load(result.stdout)["model"]["init_args"]["network"]
     assert network["dropout"] == {"name": "dropout", "p": 0.3}
     assert network["input_dropout"] == {"name": "dropout", "p": 0.2}
+
+
+@pytest.mark.parametrize(
+    "recipe, override, expected",
+    [
+        ("mlp_dropout.yaml", ["--model.init_args.network.dropout", "null"], {"dropout": None}),
+        ("mlp_dropout.yaml", ["--model.init_args.network.dropout", "gaussian_dropout"], {"dropout": {"name": "gaussian_dropout"}}),
+        ("mlp_batchnorm_dropout.yaml", ["--model.init_args.network.norm", "null"], {"norm": None}),
+    ],
+)
+def test_cli_switches_a_slot_off_or_replaces_its_component(recipe, override, expected):
+    result = run_regkit("fit", "--config", str(RECIPES / recipe), *override, "--print_config", timeout=120)
+    assert result.returncode == 0, result.stderr
+    network = yaml.safe_load(result.stdout)["model"]["init_args"]["network"]
+    assert {k: network[k] for k in expected} == expected
+    assert network["hidden"]  # the rest of the component is kept
 
 
 def test_print_config_is_itself_a_valid_recipe(tmp_path):

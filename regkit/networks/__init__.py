@@ -1,5 +1,2 @@
-"""Networks (kind ``network``) assembled from registry parts. Every module in this package is
-imported on first registry use, so a new network file registers itself with no edit here."""
-from regkit._autoimport import import_submodules
-
-import_submodules(__name__, __path__)
+"""Networks (kind ``network``) assembled from registry parts. The network registry imports every
+module of this package on first use, so a new network file registers itself with no edit here."""

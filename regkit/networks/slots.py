@@ -21,13 +21,7 @@ Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "selu", "silu", "elu"
 
 def fill(spec: Spec | None, **provided: Any) -> nn.Module:
     """Build ``spec`` with what the slot knows (e.g. ``num_features``), or Identity for an empty slot."""
-    if spec is None:
-        return nn.Identity()
-    entry = spec.entry
-    if not entry.accepts_any_kwargs:
-        accepted = {p.name for p in entry.parameters}
-        provided = {k: v for k, v in provided.items() if k in accepted}
-    return spec.build(**provided)
+    return nn.Identity() if spec is None else spec.fill(**provided)
 
 
 def activation_layer(name: str) -> nn.Module:

@@ -1,5 +1,3 @@
-"""Layer regularizers (kind ``regularizer``): modules that act inside the forward pass. Every module
-in this package is imported on first registry use, so a new file registers itself with no edit here."""
-from regkit._autoimport import import_submodules
-
-import_submodules(__name__, __path__)
+"""Layer regularizers (kind ``regularizer``): modules that act inside the forward pass. The
+regularizer registry imports every module of this package on first use, so a new file registers
+itself with no edit here."""

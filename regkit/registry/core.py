@@ -1,0 +1,218 @@
+"""One :class:`Registry` per kind of component: its table of names, its spec type, where its
+built-ins live and how plugins extend it (in the spirit of MMEngine's ``Registry``)."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import inspect
+import pkgutil
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from regkit.errors import RegkitError
+from regkit.registry import plugins
+from regkit.spec import Spec, spec_type
+
+# Every kind by name, in the order they were created (``regkit list`` shows them in this order).
+REGISTRIES: dict[str, "Registry"] = {}
+
+
+class RegistryError(RegkitError):
+    """A component could not be registered, found or built."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component: what it is called and where it came from."""
+
+    kind: str
+    name: str
+    obj: Callable[..., Any]
+    module: str
+    dist: Optional[str] = None  # the installed distribution, when it came from an entry point
+
+    @property
+    def parameters(self) -> list[inspect.Parameter]:
+        params = inspect.signature(self.obj).parameters.values()
+        return [p for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    @property
+    def accepts_any_kwargs(self) -> bool:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.obj).parameters.values())
+
+    # What `regkit list` shows (regkit/registry/listing.py).
+    @property
+    def doc(self) -> str:
+        from regkit.registry.listing import summary
+
+        return summary(self)
+
+    @property
+    def origin(self) -> str:
+        from regkit.registry.listing import origin
+
+        return origin(self)
+
+    @property
+    def version(self) -> str:
+        from regkit.registry.listing import version
+
+        return version(self)
+
+    def describe_arguments(self) -> list[dict[str, str]]:
+        from regkit.registry.listing import describe_arguments
+
+        return describe_arguments(self)
+
+
+def _same_definition(old: Any, new: Any) -> bool:
+    """The same object, or the same definition run again (a plugin file loaded twice): harmless."""
+    return old is new or (
+        getattr(old, "__module__", None) == getattr(new, "__module__", 0)
+        and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", 0)
+    )
+
+
+def snake_case(name: str) -> str:
+    """``GhostBatchNorm`` -> ``ghost_batch_norm``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def did_you_mean(name: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+class Registry:
+    """The components of one kind, found by name.
+
+    Args:
+        kind: the kind's name (``"regularizer"``), used in recipes, errors and entry points.
+        builtins: modules whose import registers regkit's own components of this kind; a package
+            stands for all its public submodules (a new file there registers itself).
+        trial_build: build a component once while its recipe is parsed, so the component's own
+            checks (e.g. ``p=1.5``) stop the run before training. For small, cheap kinds.
+
+    ``registry.Spec`` is the kind's spec type: the annotation of a slot that takes a component
+    of this kind (``dropout: Optional[RegularizerSpec]``), checked by jsonargparse at parse time.
+    """
+
+    def __init__(self, kind: str, builtins: tuple[str, ...] = (), trial_build: bool = False) -> None:
+        if kind in REGISTRIES:
+            raise RegistryError(f"kind {kind!r} already exists")
+        self.kind = kind
+        self.builtins = builtins
+        self.trial_build = trial_build
+        self._entries: dict[str, Entry] = {}
+        self._builtins_loaded = False
+        self.Spec: type[Spec] = spec_type(self)
+        REGISTRIES[kind] = self
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} registered)"
+
+    # ------------------------------------------------------------------ registration
+    def register(self, name: Optional[str] = None, override: bool = False) -> Callable[[Any], Any]:
+        """Class or function decorator: register under ``name`` (default: snake_case of its name)."""
+
+        def decorator(obj: Any) -> Any:
+            key = name or snake_case(obj.__name__)
+            old = self._entries.get(key)
+            if old is not None and not override and not _same_definition(old.obj, obj):
+                raise RegistryError(
+                    f"{self.kind} {key!r} is already registered (from {old.module}); pass override=True to replace it"
+                )
+            self._entries[key] = Entry(self.kind, key, obj, getattr(obj, "__module__", "?"), plugins.loading_dist())
+            return obj
+
+        return decorator
+
+    def unregister(self, name: str) -> None:
+        """Remove a component (tests and interactive sessions use this)."""
+        self._entries.pop(name, None)
+
+    def load_builtins(self) -> None:
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True
+        for name in self.builtins:
+            module = importlib.import_module(name)
+            for info in sorted(pkgutil.iter_modules(getattr(module, "__path__", [])), key=lambda i: i.name):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{name}.{info.name}")
+
+    # ------------------------------------------------------------------ lookup
+    def get(self, name: str) -> Entry:
+        """The entry for ``name``; an unknown name fails listing close matches."""
+        self.load_builtins()
+        entry = self._entries.get(name)
+        if entry is None:
+            plugins.load_for(self, name)
+            entry = self._entries.get(name)
+        if entry is None:
+            names = self.names()
+            hint = did_you_mean(name, names) or f"; available: {', '.join(names) or '(none)'}"
+            raise RegistryError(f"unknown {self.kind} {name!r}{hint}")
+        return entry
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names (sorted), plugins' declared names included without importing them."""
+        self.load_builtins()
+        plugins.load_unnamed()
+        names = set(self._entries) | set(plugins.declared(self.kind))
+        return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+    def entries(self, pattern: str = "*") -> list[Entry]:
+        """Entries matching ``pattern``, importing only the plugins whose names match."""
+        self.load_builtins()
+        for name in plugins.declared(self.kind):
+            if fnmatch.fnmatch(name, pattern) and name not in self._entries:
+                plugins.load_for(self, name, strict=False)
+        plugins.load_unnamed()
+        return [e for n, e in sorted(self._entries.items()) if fnmatch.fnmatch(n, pattern)]
+
+    # ------------------------------------------------------------------ building
+    def check_arguments(self, entry: Entry, kwargs: dict[str, Any], provided: tuple[str, ...] = ()) -> None:
+        """Raise if ``kwargs`` names an argument the component does not take, or lacks a required
+        one (``provided`` lists those the caller fills in itself, e.g. ``num_features``)."""
+        names = [p.name for p in entry.parameters]
+        if not entry.accepts_any_kwargs:
+            for key in kwargs:
+                if key not in names:
+                    raise RegistryError(
+                        f"{entry.kind} {entry.name!r} has no argument {key!r}{did_you_mean(key, names)}"
+                        f"; its arguments are: {', '.join(names) or '(none)'}"
+                    )
+        for p in entry.parameters:
+            if p.default is p.empty and p.name not in kwargs and p.name not in provided:
+                raise RegistryError(f"{entry.kind} {entry.name!r} needs argument {p.name!r}")
+
+    def construct(self, entry: Entry, kwargs: dict[str, Any]) -> Any:
+        """Call the component's constructor; its own ValueError/TypeError names the component."""
+        try:
+            return entry.obj(**kwargs)
+        except RegkitError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise RegistryError(f"{entry.kind} {entry.name!r}: {err}") from err
+
+    def build(self, name: str, **kwargs: Any) -> Any:
+        """Construct ``name`` with ``kwargs``; unknown names and arguments fail naming them."""
+        entry = self.get(name)
+        self.check_arguments(entry, kwargs)
+        return self.construct(entry, kwargs)
+
+
+def registry_of(kind: str) -> Registry:
+    """The registry of ``kind``; an unknown kind fails listing the kinds."""
+    try:
+        return REGISTRIES[kind]
+    except KeyError:
+        raise RegistryError(
+            f"unknown kind {kind!r}{did_you_mean(kind, REGISTRIES)}; kinds are: {', '.join(REGISTRIES)}"
+        ) from None
