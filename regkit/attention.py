@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import ClassVar, Iterator, Literal, Optional
+from typing import Iterator, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from regkit.registry import register
-from regkit.regularizers.dropout import check_rate
+from regkit.regularizers.base import StochasticRegularizer, check_rate
 from regkit.spec import RegularizerSpec
 
 # --------------------------------------------------------------------------- functional core
@@ -110,9 +110,6 @@ class AttentionBlock(nn.Module):
     """
 
     attn_dropout: float = 0.0
-    # MC dropout (regkit.mc_dropout) keeps modules with this flag in training mode at predict time,
-    # so attention-dropout is sampled there too.
-    stochastic_regularizer: ClassVar[bool] = True
     _record: bool = False
     last_weights: Optional[torch.Tensor] = None
 
@@ -155,9 +152,7 @@ def _output_dropout(dropout: Optional[RegularizerSpec], dropout_p: float, num_fe
     if dropout is not None and dropout_p:
         raise ValueError("give either dropout (a regularizer) or dropout_p (plain dropout), not both")
     if dropout is not None:
-        from regkit.networks.slots import fill  # here: regkit.networks imports this module
-
-        return fill(dropout, num_features=num_features)
+        return dropout.fill(num_features=num_features)
     return nn.Dropout(check_rate(dropout_p, "dropout_p")) if dropout_p else nn.Identity()
 
 
@@ -165,7 +160,7 @@ def _output_dropout(dropout: Optional[RegularizerSpec], dropout_p: float, num_fe
 
 
 @register("attention", "multi_head_self_attention")
-class MultiHeadSelfAttention(AttentionBlock):
+class MultiHeadSelfAttention(StochasticRegularizer, AttentionBlock):
     """Multi-head self-attention with attention-dropout on fused SDPA (Vaswani et al., 2017).
 
     ``out = dropout(W_o · concat_h softmax(Q_h K_hᵀ / sqrt(d)) V_h)``, with attention-dropout on
@@ -238,7 +233,7 @@ class MultiHeadSelfAttention(AttentionBlock):
 
 
 @register("attention", "dot_product_attention")
-class DotProductAttention(AttentionBlock):
+class DotProductAttention(StochasticRegularizer, AttentionBlock):
     """Query-value dot-product attention with "dot" / "general" scores (Luong et al., 2015), on SDPA.
 
     Keras' ``Attention`` layer done on 3-D sequences, with attention-dropout.
@@ -311,7 +306,7 @@ class DotProductAttention(AttentionBlock):
 
 
 @register("attention", "additive_attention")
-class AdditiveAttention(AttentionBlock):
+class AdditiveAttention(StochasticRegularizer, AttentionBlock):
     """Additive (concat) attention of Bahdanau et al. (2015): ``score(q, k) = vᵀ tanh(W_q q + W_k k)``.
 
     Weights ``softmax(score)`` over the keys, attention-dropout on them in training, and
@@ -377,7 +372,7 @@ class AdditiveAttention(AttentionBlock):
 
 
 @register("attention", "attention_pooling")
-class AttentionPooling(AttentionBlock):
+class AttentionPooling(StochasticRegularizer, AttentionBlock):
     """Pools a sequence to one vector with learned queries (Yang et al., 2016; Lee et al., 2019).
 
     The pooling-by-attention of hierarchical attention networks and Set Transformer's PMA, with
@@ -440,8 +435,6 @@ class SqueezeExcitation(AttentionBlock):
         Input (N, C, H, W) (any number of spatial axes after C). Output same shape; with
         ``need_weights=True`` also the gates (N, C), each in [0, 1].
     """
-
-    stochastic_regularizer: ClassVar[bool] = False  # deterministic
 
     def __init__(self, num_features: int, reduction: int = 16, min_hidden: int = 4) -> None:
         super().__init__()

@@ -2,10 +2,10 @@
 else (batch norm above all) stays in eval mode, and average T stochastic forward passes into a
 predictive distribution (Gal & Ghahramani, 2016, "Dropout as a Bayesian Approximation").
 
-Which modules count as stochastic is decided by
-:func:`regkit.regularizers.base.is_stochastic`: modules marked with ``StochasticRegularizer`` (or a
-``stochastic_regularizer = True`` class attribute), torch's own ``nn.Dropout`` family, and any
-module whose class is registered as a ``regularizer`` (so plugins are covered).
+Which modules count as stochastic is decided by one rule,
+:func:`regkit.regularizers.base.is_stochastic`: modules that inherit ``regkit.StochasticRegularizer``
+(every regkit dropout-like layer and attention-dropout block; plugins inherit it too), and torch's
+own ``nn.Dropout`` family.
 
 Example::
 
@@ -23,19 +23,24 @@ from typing import Callable, Iterator, NamedTuple, Optional
 import torch
 from torch import nn
 
-from regkit.regularizers.base import is_stochastic, registered_regularizer_classes
+from regkit.norm import BatchNorm
+from regkit.regularizers.base import is_stochastic
 
 __all__ = ["MCPrediction", "enable_mc_dropout", "mc_dropout", "mc_predict", "stochastic_modules"]
 
 
 def stochastic_modules(model: nn.Module) -> list[nn.Module]:
     """The modules of ``model`` that MC dropout keeps in training mode."""
-    registered = registered_regularizer_classes()
-    return [m for m in model.modules() if is_stochastic(m, registered)]
+    return [m for m in model.modules() if is_stochastic(m)]
+
+
+# Norms that behave differently in training (torch's public classes and regkit's batch norms).
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+          nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm, BatchNorm)
 
 
 def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+    return isinstance(module, _NORMS)
 
 
 def enable_mc_dropout(model: nn.Module) -> list[nn.Module]:

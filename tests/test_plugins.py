@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_regkit
+from regkit.mc_dropout import is_stochastic
 
 EXAMPLE = ROOT / "examples" / "my_components.py"
 EXAMPLE_RECIPE = ROOT / "examples" / "my_recipe.yaml"
@@ -53,8 +54,13 @@ def test_example_component_adds_noise_of_the_given_size() -> None:
     registry.load_module(str(EXAMPLE))
     try:
         layer = registry.build("regularizer", "my_noise", sigma=0.3).train()
+        decay = registry.build("penalty", "my_weight_decay", strength=2.0)
     finally:
         registry.unregister("regularizer", "my_noise")
+        registry.unregister("penalty", "my_weight_decay")
+    linear = torch.nn.Linear(3, 2)
+    assert decay(linear).item() == pytest.approx(linear.weight.pow(2).sum().item())  # 2.0 * 0.5 * |W|^2
+    assert is_stochastic(layer)  # regkit.StochasticRegularizer: MC dropout samples it
     x = torch.zeros(500_000)
     torch.manual_seed(0)
     noise = layer(x)

@@ -3,12 +3,8 @@ MC dropout looks for, and a small ``_DropoutNd``-style base class (rate validati
 identity in eval mode or at rate 0)."""
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
-
-from regkit import registry
 
 
 def check_rate(p: float, name: str = "p") -> float:
@@ -21,35 +17,21 @@ def check_rate(p: float, name: str = "p") -> float:
 class StochasticRegularizer:
     """Marker mixin: the module is random in training mode and deterministic in eval mode.
 
-    MC dropout (:mod:`regkit.mc_dropout`) switches exactly these modules (and torch's own
-    ``nn.Dropout`` family) back to training mode at predict time. A third-party module can inherit
-    this mixin, or set a class attribute ``stochastic_regularizer = True`` without inheriting it
-    (``False`` opts a registered regularizer out, e.g. one that is deterministic).
+    The one rule MC dropout (:mod:`regkit.mc_dropout`) follows: it switches exactly the modules
+    that inherit this mixin (and torch's own ``nn.Dropout`` family, which cannot) back to training
+    mode at predict time. A plugin's stochastic layer inherits it (or :class:`DropoutBase`, which
+    does); a deterministic one (an input augmentation, a gate) does not.
     """
 
-    stochastic_regularizer: ClassVar[bool] = True
+
+# torch's dropout layers (public classes), stochastic by the same rule.
+TORCH_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
-def is_stochastic(module: nn.Module, registered: set[type] | None = None) -> bool:
-    """Whether MC dropout should keep ``module`` in training mode.
-
-    True for modules marked with :class:`StochasticRegularizer` (or the ``stochastic_regularizer``
-    attribute), for torch's ``_DropoutNd`` family (Dropout, Dropout1d/2d/3d, AlphaDropout,
-    FeatureAlphaDropout), and for any module whose class is registered as a ``regularizer``
-    (so plugins are covered without knowing about this marker). ``registered`` caches that set
-    when many modules are checked.
-    """
-    flag = getattr(type(module), "stochastic_regularizer", None)
-    if flag is not None:
-        return bool(flag)
-    if isinstance(module, nn.modules.dropout._DropoutNd):
-        return True
-    classes = registered_regularizer_classes() if registered is None else registered
-    return type(module) in classes
-
-
-def registered_regularizer_classes() -> set[type]:
-    return {e.obj for e in registry.entries("regularizer") if isinstance(e.obj, type)}
+def is_stochastic(module: nn.Module) -> bool:
+    """Whether MC dropout keeps ``module`` in training mode: a :class:`StochasticRegularizer`, or
+    one of torch's dropout layers."""
+    return isinstance(module, (StochasticRegularizer, *TORCH_DROPOUTS))
 
 
 class DropoutBase(StochasticRegularizer, nn.Module):

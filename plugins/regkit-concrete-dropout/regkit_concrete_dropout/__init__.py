@@ -17,8 +17,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from regkit import register
-from regkit.penalties import Penalty
+from regkit import Penalty, StochasticRegularizer, register
 
 __version__ = "0.1.0"
 __all__ = ["ConcreteDropout", "ConcreteDropoutPenalty", "concrete_dropout", "concrete_dropout_regularizer"]
@@ -45,7 +44,7 @@ def _logit(p: float) -> float:
 
 
 @register("regularizer", "concrete_dropout")
-class ConcreteDropout(nn.Module):
+class ConcreteDropout(StochasticRegularizer, nn.Module):
     """Dropout whose rate p is learned through a relaxed Bernoulli mask (Gal, Hron & Kendall, 2017).
 
     The mask is a Concrete (relaxed Bernoulli) sample, so the loss is differentiable in the drop
@@ -65,8 +64,6 @@ class ConcreteDropout(nn.Module):
     Shape:
         Input: ``(N, *)``, each element dropped independently. Output: same as input.
     """
-
-    stochastic_regularizer = True  # MC dropout keeps it sampling at predict time
 
     def __init__(self, p: float = 0.1, temperature: float = 0.1, num_features: Optional[int] = None) -> None:
         super().__init__()

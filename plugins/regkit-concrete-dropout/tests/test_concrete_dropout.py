@@ -102,7 +102,7 @@ def test_penalty_without_layers_says_what_to_do() -> None:
 def test_registered_by_name_from_the_installed_package() -> None:
     assert "concrete_dropout" in regkit.available("regularizer")
     assert "concrete_dropout" in regkit.available("penalty")
-    entry = regkit.registry.get("regularizer", "concrete_dropout")
+    entry = regkit.entries("regularizer", "concrete_dropout")[0]
     assert entry.origin == "regkit-concrete-dropout"
     assert isinstance(regkit.build("penalty", "concrete_dropout", strength=0.5), ConcreteDropoutPenalty)
 

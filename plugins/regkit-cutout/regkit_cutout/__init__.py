@@ -55,7 +55,8 @@ class Cutout(nn.Module):
         Input: ``(N, C, H, W)``, ``(N, H, W)`` or flattened ``(N, F)``. Output: same as input.
     """
 
-    stochastic_regularizer = False  # an input augmentation: MC dropout leaves it off at predict time
+    # Not a regkit.StochasticRegularizer: an input augmentation, which MC dropout leaves off at
+    # predict time.
 
     def __init__(self, size: int = 8, p: float = 1.0, image_shape: Optional[list[int]] = None) -> None:
         super().__init__()

@@ -84,7 +84,7 @@ def test_in_the_input_slot_of_an_mlp_by_name() -> None:
     ).build()
     assert any(isinstance(m, Cutout) for m in net.modules())
     assert net(torch.randn(5, 1, 28, 28)).shape == (5, 10)
-    assert regkit.registry.get("regularizer", "cutout").origin == "regkit-cutout"
+    assert regkit.entries("regularizer", "cutout")[0].origin == "regkit-cutout"
 
 
 def test_example_recipe_trains(tmp_path: Path) -> None:
