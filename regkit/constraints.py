@@ -4,6 +4,7 @@ task calls before the optimizer is created."""
 from __future__ import annotations
 
 import fnmatch
+import functools
 from typing import Callable, Iterator
 
 import torch
@@ -183,7 +184,14 @@ class SpectralNorm(Constraint):
         return f"SpectralNorm(include={self.include!r}, exclude={self.exclude!r}, types={self.types})"
 
 
+@functools.cache
+def _spectral_norm_type() -> type:
+    """The parametrization class torch's public ``spectral_norm`` registers, found by using it."""
+    probe = nn.utils.parametrizations.spectral_norm(nn.Linear(1, 1))
+    return type(probe.parametrizations["weight"][0])
+
+
 def _has_spectral_norm(layer: nn.Module) -> bool:
     if not parametrize.is_parametrized(layer, "weight"):
         return False
-    return any(type(p).__name__ == "_SpectralNorm" for p in layer.parametrizations["weight"])
+    return any(isinstance(p, _spectral_norm_type()) for p in layer.parametrizations["weight"])

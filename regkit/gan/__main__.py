@@ -31,8 +31,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sample":
         from regkit.gan.sampling import sample_to_png
+        from regkit.tasks.gan import load_gan
 
-        path = sample_to_png(args.ckpt, args.out, n=args.n, nrow=args.nrow, seed=args.seed,
+        path = sample_to_png(load_gan(args.ckpt), args.out, n=args.n, nrow=args.nrow, seed=args.seed,
                              scale=args.scale, device=args.device)
         print(f"wrote {args.n} samples to {path}")
     else:

@@ -2,17 +2,22 @@
 constraints applied after each optimizer step."""
 from __future__ import annotations
 
-import copy
-import inspect
 from typing import Any, Optional
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
 
 from regkit.spec import ConstraintSpec, PenaltySpec
+
+
+def save_recipe(task: L.LightningModule, **values: Any) -> None:
+    """Save a task's recipe values (plain, so checkpoints load with ``weights_only``) as its
+    hyperparameters, with its class under ``_class_path``, the key LightningCLI reads: so
+    ``regkit test --ckpt_path C`` rebuilds the task from the checkpoint alone."""
+    class_path = f"{type(task).__module__}.{type(task).__qualname__}"
+    task.save_hyperparameters({"_class_path": class_path, **values})
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -50,18 +55,6 @@ class RegularizedTask(L.LightningModule):
             "penalties": [spec.to_config() for spec in penalties],
             "constraints": [spec.to_config() for spec in constraints],
         }
-
-    def save_hyperparameters(self, *args: Any, **kwargs: Any) -> None:
-        """Lightning's ``save_hyperparameters``; under the CLI it also keeps the task's class path,
-        so ``regkit test --ckpt_path X`` can rebuild the task from the checkpoint alone."""
-        kwargs.setdefault("frame", inspect.currentframe().f_back)  # type: ignore[union-attr]
-        super().save_hyperparameters(*args, **kwargs)
-        given = _given_hyperparameters.get()
-        if given is not None and args:
-            for key in ("_class_path", "_instantiator"):
-                if key in given:
-                    self._hparams[key] = given[key]
-            self._hparams_initial = copy.deepcopy(self._hparams)
 
     def regularized_model(self) -> nn.Module:
         """The module penalties and constraints act on (the whole task unless overridden)."""

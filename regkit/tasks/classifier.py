@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from regkit.mc_dropout import mc_predict
 from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer
+from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 
 
 class Classifier(RegularizedTask):
@@ -41,9 +41,7 @@ class Classifier(RegularizedTask):
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)
-        self.save_hyperparameters(
-            {"network": network.to_config(), "num_classes": num_classes, "mc_samples": mc_samples, **self.spec_config}
-        )
+        save_recipe(self, network=network.to_config(), num_classes=num_classes, mc_samples=mc_samples, **self.spec_config)
         self.network = network.build()
         self.num_classes = num_classes
         self.mc_samples = mc_samples

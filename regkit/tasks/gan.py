@@ -33,6 +33,7 @@ with batch norm in D.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
@@ -45,6 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from regkit.gan.ema import EMA
 from regkit.spec import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
+from regkit.tasks.base import save_recipe
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -97,7 +99,7 @@ class GAN(L.LightningModule):
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         # Plain recipe values, not Spec objects, so checkpoints load with weights_only.
-        self.save_hyperparameters({
+        save_recipe(self, **{
             "generator": generator.to_config(),
             "discriminator": discriminator.to_config(),
             "loss": loss.to_config(),
@@ -284,3 +286,14 @@ class GAN(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._report("test")
+
+
+def load_gan(ckpt: str | Path, map_location: str = "cpu") -> GAN:
+    """A :class:`GAN` from a Lightning checkpoint, loaded with ``weights_only`` (the task stores
+    plain recipe values as hyperparameters). Metrics are not rebuilt."""
+    checkpoint = torch.load(ckpt, map_location=map_location, weights_only=True)
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    model = GAN(**{**hparams, "metrics": False})
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(("fid.", "classifier_score."))}
+    model.load_state_dict(state)
+    return model.eval()

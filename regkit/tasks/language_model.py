@@ -11,7 +11,7 @@ from torchmetrics.text import Perplexity
 from regkit.mc_dropout import mc_dropout
 from regkit.networks.rnn import detach_state
 from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer
+from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 
 
 class LanguageModel(RegularizedTask):
@@ -47,7 +47,7 @@ class LanguageModel(RegularizedTask):
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)
-        self.save_hyperparameters({"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config})
+        save_recipe(self, **{"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config})
         self.network = network.build()
         self.mc_samples = mc_samples
         self.val_ppl, self.test_ppl, self.mc_ppl = Perplexity(), Perplexity(), Perplexity()
