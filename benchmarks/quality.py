@@ -12,7 +12,6 @@ the table in RESULTS.md (this script also updates that section of an existing RE
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re

@@ -13,7 +13,6 @@ from torch import nn
 
 import regkit
 from regkit import registry
-from regkit.regularizers.base import DropoutBase
 from regkit.regularizers.drop_connect import DropConnectLinear, apply_drop_connect
 from regkit.regularizers.drop_path import DropPath, drop_path_rates, set_drop_path_rates
 from regkit.regularizers.dropout import AlphaDropout, Dropout, GaussianDropout
