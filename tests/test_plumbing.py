@@ -60,8 +60,8 @@ HIGHER = {
 def _layer(rel: str) -> str | None:
     if rel.endswith("__main__.py"):
         return None  # a command-line entry point sits on top
-    if rel.startswith("networks/"):
-        return "networks"
+    if rel.startswith("networks/") or rel in ("gan/generators.py", "gan/discriminators.py"):
+        return "networks"  # assembled from registry parts through slots
     if rel.startswith("tasks/"):
         return "tasks"
     if rel.startswith(("regularizers/", "gan/")) or rel in (
