@@ -197,6 +197,15 @@ def test_list_json_shows_components_with_arguments_and_docs():
     assert "Srivastava" in dropout["doc"]
     assert dropout["origin"] == "regkit"
     assert ("constraint", "max_norm") in rows and ("network", "mlp") in rows
+    # defaults are JSON values a script can use as they are; the type is text
+    args = {(kind, name, a["name"]): a for (kind, name), c in rows.items() for a in c["arguments"]}
+    assert args[("regularizer", "dropout", "p")] == {"name": "p", "type": "float", "required": False, "default": 0.5}
+    assert args[("regularizer", "dropout", "inplace")]["default"] is False
+    assert args[("network", "mlp", "hidden")]["default"] == [1024, 1024]
+    assert args[("generator", "dcgan_generator", "norm")]["default"] == {"name": "batch_norm"}
+    assert args[("attention", "squeeze_excitation", "num_features")] == {
+        "name": "num_features", "type": "int", "required": True}
+    assert all(isinstance(a["type"], str) for a in args.values())
 
 
 def test_list_filters_by_kind_and_pattern():

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
     from tests.conftest import RECIPES, run_regkit
 
 GAN_RECIPES = sorted(p.name for p in RECIPES.glob("gan*.yaml"))
-FID_NAME = "FID (regkit MNIST classifier features)"
+FID_NAME = "fid"
 
 
 def test_recipes_found():
@@ -176,8 +176,12 @@ def test_ema_update_rule_and_frozen_copy():
     warm.update(model)
     assert torch.allclose(warm.module.weight, 0.1 * w0 + 0.9 * model.weight)
     assert not any(p.requires_grad for p in ema.parameters())
-    ema.train()
-    assert not ema.module.training
+    # The average evaluates in eval mode whatever its mode flag (which follows the task's, so that
+    # Lightning finds no module in eval mode at the start of training).
+    bn = EMA(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), decay=0.9).train()
+    x = torch.randn(8, 4)
+    assert torch.allclose(bn(x)[:1], bn(x[:1]))  # per-sample: running statistics, not the batch's
+    assert bn.module.training and int(bn.module[1].num_batches_tracked) == 0
 
 
 # ---------------------------------------------------------------- task
@@ -305,11 +309,19 @@ def test_classifier_score_high_for_digits_low_for_one_digit(mnist_val):
     assert digits.item() > 8.0 and one.item() < 1.1, (digits, one)
 
 
-def test_feature_classifier_stays_in_eval_mode():
+def test_feature_classifier_always_evaluates_in_eval_mode(mnist_val):
     model = GAN()
     model.train()
-    assert not model.fid.inception.classifier.training
+    classifier = model.fid.inception.classifier
+    # its flag follows the task's (no module in eval mode at the start of training) ...
+    assert all(m.training for m in model.modules())
+    # ... but dropout and batch norm inside act as in eval: the same output twice, per sample
+    x = mnist_val[:16]
+    assert torch.equal(classifier(x), classifier(x)) and torch.allclose(classifier(x)[:1], classifier(x[:1]), atol=1e-5)
+    assert all(m.training for m in classifier.modules())
     assert not any(p.requires_grad for p in model.fid.parameters())
+    assert set(model.metric_descriptions()) == {"fid", "classifier_score"}
+    assert "regkit MNIST classifier" in model.metric_descriptions()["fid"]
 
 
 # ---------------------------------------------------------------- recipes through the CLI
@@ -319,7 +331,7 @@ def test_recipe_fast_dev_run(recipe, tmp_path):
                       "--trainer.accelerator", "cpu", "--data.init_args.limit_train", "256", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.glob("samples/epoch_000.png")), proc.stderr[-2000:]
-    assert re.search(r"FID \(regkit MNIST classifier features\) = \d", proc.stdout + proc.stderr)
+    assert re.search(r"val: fid = \d.*\(regkit MNIST classifier features\)", proc.stdout + proc.stderr)
 
 
 DIGEST_PLUGIN = '''
@@ -365,5 +377,5 @@ def test_short_run_fid_decreases_from_first_epoch():
                       "--trainer.max_epochs", "3", "--trainer.logger", "false",
                       "--data.init_args.limit_train", "6400", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    fids = [float(v) for v in re.findall(r"FID \(regkit MNIST classifier features\) = ([\d.]+)", proc.stdout + proc.stderr)]
+    fids = [float(v) for v in re.findall(r"val: fid = ([\d.]+)", proc.stdout + proc.stderr)]
     assert len(fids) == 3 and fids[-1] < fids[0], fids

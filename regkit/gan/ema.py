@@ -34,7 +34,7 @@ class EMA(nn.Module):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay, self.warmup = float(decay), warmup
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.module = copy.deepcopy(model).requires_grad_(False)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         # A host-side copy of num_updates, so an update never reads a GPU tensor (a sync); read
         # from the buffer only once after a checkpoint load.
@@ -44,8 +44,6 @@ class EMA(nn.Module):
     def extra_repr(self) -> str:
         return f"decay={self.decay}, warmup={self.warmup}"
 
-    def train(self, mode: bool = True) -> "EMA":
-        return super().train(False)  # the average is only ever evaluated
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -62,4 +60,11 @@ class EMA(nn.Module):
             ema_buf.copy_(buf)
 
     def forward(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return self.module(*args, **kwargs)
+        # The average is only ever evaluated. Its mode flag follows the task's (a module left in eval
+        # mode makes Lightning warn at the start of training), so switch to eval mode per call.
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            return self.module(*args, **kwargs)
+        finally:
+            self.module.train(was_training)

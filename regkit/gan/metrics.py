@@ -54,22 +54,28 @@ class FeatureClassifier(nn.Module):
             raise TypeError("a feature classifier needs a `.layers` Sequential ending in a Linear layer")
         self.body, self.head = layers[:-1], layers[-1]
         self.num_features = self.head.in_features
-        self.requires_grad_(False).eval()
-
-    def train(self, mode: bool = True) -> "FeatureClassifier":
-        return super().train(False)  # dropout inside the classifier must never be active
+        self.requires_grad_(False)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() + 1) / 2  # [-1, 1] -> [0, 1] pixels
         return (x - self.mean) / self.std  # the normalization it was trained with
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.body(self._prepare(x))
+        # Dropout and batch norm inside the classifier must never act as in training. Its mode flag
+        # follows the task's (a module left in eval mode makes Lightning warn at the start of
+        # training), so the body switches to eval mode for each call.
+        was_training = self.body.training
+        self.body.eval()
+        try:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return self.body(self._prepare(x))
+        finally:
+            self.body.train(was_training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return self.head(self.body(self._prepare(x)))
+            return self.head(features)
 
 
 class _Features(nn.Module):

@@ -72,6 +72,33 @@ def format_arguments(entry: "Entry") -> str:
     return ", ".join(parts) or "(no arguments)"
 
 
+def json_value(value: Any) -> Any:
+    """``value`` as plain JSON (specs as their recipe mapping, tuples as lists); text (its repr) for
+    anything JSON has no value for (objects, NaN, infinity)."""
+    if hasattr(value, "to_config"):
+        value = value.to_config()
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def json_arguments(entry: "Entry") -> list[dict[str, Any]]:
+    """Each argument's name, type (as text), whether it is required and, if not, its default as a
+    JSON value."""
+    rows = []
+    for param, described in zip(entry.parameters, describe_arguments(entry)):
+        row: dict[str, Any] = {"name": described["name"], "type": described["type"]}
+        row["required"] = param.default is param.empty
+        if not row["required"]:
+            row["default"] = json_value(param.default)
+        rows.append(row)
+    return rows
+
+
 def as_json(found: list["Entry"]) -> str:
     rows = [
         {
@@ -80,7 +107,7 @@ def as_json(found: list["Entry"]) -> str:
             "origin": origin(e),
             "version": version(e),
             "doc": summary(e),
-            "arguments": describe_arguments(e),
+            "arguments": json_arguments(e),
         }
         for e in found
     ]

@@ -126,8 +126,10 @@ class GAN(L.LightningModule):
             from regkit.gan.metrics import FeatureClassifier, classifier_fid, classifier_score
 
             classifier = FeatureClassifier(feature_classifier)
-            self.fid_name = f"FID ({classifier.name} features)"
-            self.score_name = f"classifier score ({classifier.name}, IS-style)"
+            # Plain metric keys (val/fid, val/classifier_score) suit ModelCheckpoint(monitor=...),
+            # W&B panels and CSV headers; which features they use is in `metric_features`.
+            self.fid_name, self.score_name = "fid", "classifier_score"
+            self.metric_features = classifier.name
             self.fid = classifier_fid(classifier)
             self.classifier_score = classifier_score(classifier)
 
@@ -158,12 +160,27 @@ class GAN(L.LightningModule):
         """Data module images (possibly standardized) to G's output range [-1, 1]."""
         return (x * self.data_std + self.data_mean) * 2 - 1
 
-    def on_fit_start(self) -> None:
+    def _read_data_range(self) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and getattr(dm, "normalize", False) and hasattr(dm, "mean"):
             self.data_mean, self.data_std = float(dm.mean), float(dm.std)
 
-    on_validation_start = on_test_start = on_fit_start
+    def on_fit_start(self) -> None:
+        self._read_data_range()
+        if self.metrics:  # the W&B config says what val/fid and val/classifier_score measure
+            for logger in self.loggers:
+                logger.log_hyperparams({"metric_keys": self.metric_descriptions()})
+
+    on_validation_start = on_test_start = _read_data_range
+
+    def metric_descriptions(self) -> dict[str, str]:
+        """What each logged metric key measures (also in the W&B config as ``metric_keys``)."""
+        return {
+            self.fid_name: f"FID (Heusel et al., 2017) on the penultimate features of the "
+                           f"{self.metric_features}, generated vs real images",
+            self.score_name: f"Inception-Score-style exp(E KL(p(y|x) || p(y))) with the "
+                             f"{self.metric_features}'s softmax, generated images",
+        }
 
     # ------------------------------------------------------------------ training
     def configure_optimizers(self) -> Any:
@@ -272,7 +289,8 @@ class GAN(L.LightningModule):
         self.log(f"{stage}/{self.score_name}", score, sync_dist=True)
         rank_zero_info(
             f"epoch {self.current_epoch} {stage}: {self.fid_name} = {fid.item():.3f}, "
-            f"{self.score_name} = {score.item():.3f} ± {score_std.item():.3f}"
+            f"{self.score_name} = {score.item():.3f} ± {score_std.item():.3f} "
+            f"({self.metric_features} features)"
         )
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
