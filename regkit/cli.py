@@ -82,8 +82,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         except BrokenPipeError:  # `regkit list | head`: the reader left, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
+    from regkit import warnings_filter
     from regkit.lightning_cli import RegkitCLI
 
+    warnings_filter.install()
     RegkitCLI(args=argv)
     return 0
 

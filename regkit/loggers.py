@@ -120,3 +120,7 @@ class WandbLogger(_LightningWandbLogger):
             config=config,
             **kwargs,
         )
+        # Lightning passes anonymous=None to wandb.init, which wandb >= 0.23 answers with "The
+        # anonymous setting has no effect" (wandb/wandb#10909); regkit never sets it.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)

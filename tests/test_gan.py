@@ -19,8 +19,10 @@ from regkit.tasks.gan import GAN
 
 try:
     from conftest import RECIPES, run_regkit
+    from test_recipe_warnings import warnings_in
 except ImportError:  # pragma: no cover
     from tests.conftest import RECIPES, run_regkit
+    from tests.test_recipe_warnings import warnings_in
 
 GAN_RECIPES = sorted(p.name for p in RECIPES.glob("gan*.yaml"))
 FID_NAME = "fid"
@@ -328,9 +330,11 @@ def test_feature_classifier_always_evaluates_in_eval_mode(mnist_val):
 @pytest.mark.parametrize("recipe", GAN_RECIPES)
 def test_recipe_fast_dev_run(recipe, tmp_path):
     proc = run_regkit("fit", "--config", str(RECIPES / recipe), "--trainer.fast_dev_run", "1",
-                      "--trainer.accelerator", "cpu", "--data.init_args.limit_train", "256", timeout=300)
+                      "--trainer.accelerator", "cpu", "--data.init_args.limit_train", "256", timeout=300,
+                      env={"PYTHONWARNINGS": ""})  # the user's warning filters
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.glob("samples/epoch_000.png")), proc.stderr[-2000:]
+    assert warnings_in(proc.stdout + proc.stderr) == [], proc.stderr[-3000:]
     assert re.search(r"val: fid = \d.*\(regkit MNIST classifier features\)", proc.stdout + proc.stderr)
 
 

@@ -109,7 +109,10 @@ def shard(stream: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 
 class BPTTWindows(IterableDataset):
     """Consecutive windows ``(inputs, targets)`` of ``(N, <= bptt)`` tokens over a batchified stream;
-    targets are the inputs shifted by one token. Iterated in order: the task carries its state."""
+    targets are the inputs shifted by one token. Iterated in order: the task carries its state.
+
+    No ``__len__``: Lightning warns about any iterable dataset with one (its length could be wrong
+    with several loader workers); the progress bar then counts steps without a total."""
 
     def __init__(self, data: torch.Tensor, bptt: int) -> None:
         super().__init__()
@@ -117,7 +120,8 @@ class BPTTWindows(IterableDataset):
             raise ValueError(f"bptt must be >= 1, got {bptt}")
         self.data, self.bptt = data, bptt
 
-    def __len__(self) -> int:
+    @property
+    def num_windows(self) -> int:
         return math.ceil((self.data.size(1) - 1) / self.bptt)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
