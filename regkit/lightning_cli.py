@@ -2,6 +2,8 @@
 checkpoints go where ``--ckpt_path last`` finds them, and parse errors name the YAML key."""
 from __future__ import annotations
 
+import argparse
+import inspect
 import os
 import sys
 from typing import Any, Optional
@@ -11,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
+from jsonargparse import DefaultHelpFormatter
 
 from regkit import registry
 from regkit.callbacks.progress_bar import ProgressBar
@@ -18,13 +21,44 @@ from regkit.errors import in_short
 from regkit.overrides import merge_component_overrides
 from regkit.spec import invalid_specs
 
+USAGE = "regkit [-h] [--plugins FILE_OR_MODULE[,...]] {fit,validate,test,predict,list,compare} ..."
 DESCRIPTION = """\
 regkit: regularizer recipes on Lightning.
 
   regkit fit --config recipes/mlp_dropout.yaml       train (also: validate, test, predict)
+  regkit fit --help                                  every option, regkit's tasks and data modules
   regkit list [KIND] [PATTERN] [--json]              registered components and their arguments
+  regkit compare --config R --vary KEY=A,B --seeds 3 one recipe over a grid of settings x seeds
   regkit --plugins my_components.py fit ...          register a local file's / module's components
+                                                     (repeatable or comma-separated; before the subcommand)
 """
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help formatter, keeping the line breaks of descriptions."""
+
+
+def _first_line(obj: Any) -> str:
+    return " ".join((inspect.getdoc(obj) or "").split("\n\n", 1)[0].split())
+
+
+def subcommand_description(subcommand: str, summary: str) -> str:
+    """Lightning's summary of ``subcommand`` and the classes a recipe can name for ``model`` and
+    ``data`` (any LightningModule / LightningDataModule works too, e.g. from ``--plugins``)."""
+    import regkit.data
+    import regkit.tasks
+
+    lines = [summary, "", "regkit's tasks (model: {class_path: ..., init_args: ...}):"]
+    for name in regkit.tasks.__all__:
+        cls = getattr(regkit.tasks, name)
+        lines.append(f"  regkit.tasks.{name:<22} {_first_line(cls)}")
+    lines += ["", "regkit's data modules (data: {class_path: ..., init_args: ...}):"]
+    for name in regkit.data.__all__:
+        cls = getattr(regkit.data, name)
+        lines.append(f"  regkit.data.{name:<23} {_first_line(cls)}")
+    lines += ["", f"Arguments of one class: regkit {subcommand} --model.help regkit.tasks.Classifier",
+              f"(or --data.help CLASS). Components inside them: regkit list."]
+    return "\n".join(lines)
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -45,7 +79,11 @@ class RegkitCLI(LightningCLI):
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"description": DESCRIPTION, "prog": "regkit"})
+        kwargs.setdefault("parser_kwargs", {
+            "description": DESCRIPTION, "prog": "regkit", "formatter_class": HelpFormatter,
+            **{sub: {"description": subcommand_description(sub, _first_line(getattr(L.Trainer, sub)))}
+               for sub in ("fit", "validate", "test", "predict")},
+        })
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -72,6 +110,12 @@ class RegkitCLI(LightningCLI):
             report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
         self.config = parser.parse_args(args)
         report_invalid_components(parser, self.config)
+
+    def setup_parser(self, *args: Any, **kwargs: Any) -> None:
+        super().setup_parser(*args, **kwargs)
+        # After the subcommands exist (their usage lines start with the main parser's prog): the
+        # main usage line also names `list` and `--plugins`, which regkit/cli.py handles itself.
+        self.parser.usage = USAGE
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})
