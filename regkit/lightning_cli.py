@@ -57,7 +57,7 @@ def subcommand_description(subcommand: str, summary: str) -> str:
         cls = getattr(regkit.data, name)
         lines.append(f"  regkit.data.{name:<23} {_first_line(cls)}")
     lines += ["", f"Arguments of one class: regkit {subcommand} --model.help regkit.tasks.Classifier",
-              f"(or --data.help CLASS). Components inside them: regkit list."]
+              "(or --data.help CLASS). Components inside them: regkit list."]
     return "\n".join(lines)
 
 

@@ -44,7 +44,6 @@ class EMA(nn.Module):
     def extra_repr(self) -> str:
         return f"decay={self.decay}, warmup={self.warmup}"
 
-
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         ema_params = list(self.module.parameters())
