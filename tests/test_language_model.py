@@ -80,7 +80,7 @@ def test_ranks_get_disjoint_equal_slices() -> None:
 def test_batchify_rows_are_contiguous() -> None:
     data = batchify(torch.arange(10), 3)
     assert data.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
-    assert len(BPTTWindows(data, 5)) == 1
+    assert BPTTWindows(data, 5).num_windows == len(list(BPTTWindows(data, 5))) == 1
 
 
 def _tiny_model(**kw: object) -> LanguageModel:
