@@ -29,9 +29,10 @@ ALLOWED: list[tuple[str, str]] = []
 
 # A few steps of everything a default run does: sanity check, training, validation (metrics,
 # pictures, checkpoints), test after fit. log_every_n_steps 1: with 2 batches per epoch Lightning
-# would otherwise (rightly) warn that the logging interval exceeds the epoch.
-TINY = ["--trainer.max_steps", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-        "--trainer.limit_test_batches", "1", "--trainer.log_every_n_steps", "1",
+# would otherwise (rightly) warn that the logging interval exceeds the epoch. Limits of 2, not 1:
+# from the command line a bare 1 arrives as 1.0, which Lightning reads as "all batches".
+TINY = ["--trainer.max_steps", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
+        "--trainer.limit_test_batches", "2", "--trainer.log_every_n_steps", "1",
         "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false"]
 
 
