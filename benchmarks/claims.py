@@ -66,30 +66,40 @@ def _stats(rows: dict, setting: str, metric: str) -> tuple[float, float, int]:
     return rows.get(setting, {}).get(metric, (math.nan, math.nan, 0))
 
 
+def _show(metric: str, value: float) -> str:
+    return f"{100 * (1 - value):.2f} %" if metric.endswith("acc") else f"{value:.1f}"
+
+
 def _versus(rows: dict, better: str, worse: str, metric: str, lower: bool, names: tuple[str, str]) -> str:
-    """'A beats B by d (beyond / within the seed spread)'."""
+    """Whether ``better`` beats ``worse`` on ``metric``, measured against the seed spread."""
     (m1, s1, n1), (m2, s2, n2) = _stats(rows, better, metric), _stats(rows, worse, metric)
     if not n1 or not n2:
         return f"{names[0]} vs {names[1]}: not measured"
+    label = metric.replace("/acc", " error")
+    values = f"{label} {_show(metric, m1)} vs {_show(metric, m2)}"
     gain = (m2 - m1) if lower else (m1 - m2)
     spread = math.sqrt(s1 ** 2 + s2 ** 2)
+    if min(n1, n2) < 2:
+        return f"{names[0]} vs {names[1]}: too few seeds to judge ({values}; seeds {n1} and {n2})"
+    spread_text = f"spread ±{100 * spread:.2f} %" if metric.endswith("acc") else f"spread ±{spread:.1f}"
     if gain > spread:
-        word = "better, beyond the seed spread"
-    elif gain > 0:
-        word = "better, but within the seed spread"
-    else:
-        word = "NOT better"
-    return f"{names[0]} is {word} than {names[1]} ({metric} {m1:.4g} vs {m2:.4g}, spread ±{spread:.2g})"
+        return f"{names[0]} beats {names[1]} by more than the seed spread ({values}, {spread_text})"
+    if gain > 0:
+        return f"{names[0]} beats {names[1]} by less than the seed spread ({values}, {spread_text})"
+    return f"{names[0]} does NOT beat {names[1]} ({values}, {spread_text})"
 
 
 def _verdict(parts: list[str]) -> str:
+    text = "; ".join(parts) + "."
     if any("not measured" in p for p in parts):
-        return "incomplete: " + "; ".join(parts)
-    if all("beyond the seed spread" in p for p in parts):
-        return "**reproduced**: " + "; ".join(parts)
-    if any("NOT better" in p for p in parts):
-        return "**not reproduced** at this budget: " + "; ".join(parts)
-    return "**inconclusive** (differences within the seed spread): " + "; ".join(parts)
+        return "incomplete: " + text
+    if any("too few seeds" in p for p in parts):
+        return "**inconclusive** (fewer than 2 seeds finished for a setting): " + text
+    if all("more than the seed spread" in p for p in parts):
+        return "**reproduced**: " + text
+    if any("does NOT beat" in p for p in parts):
+        return "**not reproduced** at this budget: " + text
+    return "**inconclusive** (differences within the seed spread): " + text
 
 
 def verdict_s1(rows: dict) -> str:

@@ -47,7 +47,7 @@ def _claims(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "claims.py"), "--runs", str(tmp_path / "runs"),
          "--docs", str(tmp_path / "docs" / "claims.md"), "--json", str(tmp_path / "claims.json"), *args],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200,
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=3600,
     )
 
 

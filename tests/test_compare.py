@@ -79,7 +79,7 @@ def _compare(out: Path, *extra: str) -> subprocess.CompletedProcess:
     argv = ["--vary", f"{DROPOUT_NAME}=dropout,gaussian_dropout", "--seeds", "2", "--out", str(out), *TINY, *extra]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     return subprocess.run([sys.executable, "-m", "regkit", "compare", *argv], capture_output=True, text=True,
-                          env=env, timeout=900)
+                          env=env, timeout=3600)
 
 
 @pytest.mark.slow
