@@ -240,6 +240,20 @@ CLAIMS = [
 ]
 
 
+def planned_runs(claim: Claim, budget: str) -> int:
+    from regkit.compare import parse_vary
+
+    grid = parse_vary(claim.budget_vary.get(budget, claim.vary))
+    return SEEDS[budget] * math.prod(len(values) for values in grid.values())
+
+
+def _missing(claim: Claim, budget: str, finished: int) -> str:
+    planned = planned_runs(claim, budget)
+    if finished >= planned:
+        return f"all {planned} planned runs finished"
+    return f"{planned - finished} of the {planned} planned runs did not finish in this session"
+
+
 def budget_note(claim: Claim, budget: str) -> str:
     if budget == "tiny":
         return "a few batches per run: a check of the machinery, not a measurement"
@@ -374,8 +388,9 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         "",
         f"**Verdict.** {claim.verdict(report['rows'])}",
         "",
-        f"Wall time: {sum(r['wall_s'] for r in ok) / 60:.1f} min for {len(ok)} runs "
-        f"({len(results) - len(ok)} failed or missing). Command (from the repository root):",
+        f"Wall time: {sum(r['wall_s'] for r in ok) / 60:.0f} min summed over the {len(ok)} finished runs "
+        f"({statistics.fmean(r['wall_s'] for r in ok) / 60:.1f} min per run on the machine below, shared and "
+        f"loaded); {_missing(claim, report['budget'], len(ok))}. Command (from the repository root):",
         "",
         "```",
         report["command"],
