@@ -16,6 +16,7 @@ from regkit import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 DROPOUT_NAME = "model.init_args.network.dropout.name"
+DROPOUT = "model.init_args.network.dropout"
 TINY = [
     "--config", str(ROOT / "recipes" / "mlp_dropout.yaml"),
     "--trainer.max_epochs", "2",
@@ -76,7 +77,7 @@ def test_wandb_sweep_file_holds_the_same_grid(tmp_path):
 
 
 def _compare(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    argv = ["--vary", f"{DROPOUT_NAME}=dropout,gaussian_dropout", "--seeds", "2", "--out", str(out), *TINY, *extra]
+    argv = ["--vary", f"{DROPOUT}=null,gaussian_dropout", "--seeds", "2", "--out", str(out), *TINY, *extra]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     return subprocess.run([sys.executable, "-m", "regkit", "compare", *argv], capture_output=True, text=True,
                           env=env, timeout=3600)
@@ -90,8 +91,11 @@ def test_compare_runs_the_grid_through_regkit_fit_and_resumes(tmp_path):
 
     results = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/seed*/compare.json"))]
     assert len(results) == 4 and all(r["status"] == "ok" for r in results)
-    assert {(r["values"][DROPOUT_NAME], r["seed"]) for r in results} == {
-        (name, seed) for name in ("dropout", "gaussian_dropout") for seed in (0, 1)}
+    assert {(r["values"][DROPOUT], r["seed"]) for r in results} == {
+        (name, seed) for name in ("null", "gaussian_dropout") for seed in (0, 1)}
+    # null really switched the slot off: the resolved recipe of that run has no dropout there
+    saved = yaml.safe_load((out / "runs" / "dropout=null" / "seed0" / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["network"]["dropout"] is None
     for result in results:
         assert 0.0 <= result["final"]["test/acc"] <= 1.0
 
@@ -99,11 +103,11 @@ def test_compare_runs_the_grid_through_regkit_fit_and_resumes(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and {row["seed"] for row in rows} == {"0", "1"}
     table = (out / "summary.md").read_text()
-    assert "| dropout.name=dropout | 2 |" in table and "| dropout.name=gaussian_dropout | 2 |" in table
+    assert "| dropout=null | 2 |" in table and "| dropout=gaussian_dropout | 2 |" in table
     assert (out / "summary.png").stat().st_size > 10_000
 
     # Resume: one run lost its result (as if it had been stopped); only that one runs again.
-    lost = out / "runs" / "dropout.name=gaussian_dropout" / "seed1"
+    lost = out / "runs" / "dropout=gaussian_dropout" / "seed1"
     (lost / "compare.json").unlink()
     kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed*/compare.json")}
     again = _compare(out)
