@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regkit.layouts import SEQUENCE, layout_arguments
 from regkit.registry import register
 from regkit.regularizers.base import StochasticRegularizer, check_rate
 from regkit.spec import RegularizerSpec
@@ -152,7 +153,7 @@ def _output_dropout(dropout: Optional[RegularizerSpec], dropout_p: float, num_fe
     if dropout is not None and dropout_p:
         raise ValueError("give either dropout (a regularizer) or dropout_p (plain dropout), not both")
     if dropout is not None:
-        return dropout.fill(num_features=num_features)
+        return dropout.fill(num_features=num_features, **layout_arguments(dropout, SEQUENCE, "dropout"))
     return nn.Dropout(check_rate(dropout_p, "dropout_p")) if dropout_p else nn.Identity()
 
 

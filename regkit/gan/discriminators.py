@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from regkit.gan.generators import upsampling_plan
+from regkit.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
@@ -59,7 +60,7 @@ class DCGANDiscriminator(nn.Module):
                 _maybe_sn(nn.Conv2d(ch_in, ch, 4, stride=2, padding=1), spectral_norm),
                 fill(norm, num_features=ch) if stage > 0 else nn.Identity(),
                 activation_layer(activation),
-                fill(dropout, num_features=ch),
+                fill(dropout, MAPS, "dropout", num_features=ch),
             ]
             ch_in, ch = ch, ch * 2
         layers += [nn.Flatten(), _maybe_sn(nn.Linear(ch_in * final * final, 1), spectral_norm)]
@@ -106,7 +107,7 @@ class MLPDiscriminator(nn.Module):
                 _maybe_sn(nn.Linear(width, size), spectral_norm),
                 fill(norm, num_features=size),
                 activation_layer(activation),
-                fill(dropout, num_features=size),
+                fill(dropout, FEATURES, "dropout", num_features=size),
             ]
             width = size
         layers.append(_maybe_sn(nn.Linear(width, 1), spectral_norm))

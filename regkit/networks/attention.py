@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from regkit.attention import AttentionPooling, MultiHeadSelfAttention
+from regkit.layouts import FEATURES, SEQUENCE
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
@@ -55,9 +56,9 @@ class EncoderLayer(nn.Module):
         self.ff = nn.Sequential(
             nn.Linear(d_model, ff_dim),
             activation_layer(activation),
-            fill(dropout, num_features=ff_dim),
+            fill(dropout, SEQUENCE, "dropout", num_features=ff_dim),
             nn.Linear(ff_dim, d_model),
-            fill(dropout, num_features=d_model),
+            fill(dropout, SEQUENCE, "dropout", num_features=d_model),
         )
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -88,7 +89,8 @@ class AttentionClassifier(nn.Module):
         norm: norm in each layer and before pooling (gets ``num_features=d_model``; see
             :class:`SequenceNorm`); null means ``nn.LayerNorm(d_model)``, the transformer's own norm.
         dropout: regularizer on embeddings, attention output, feed-forward and pooled vector
-            (the Transformer's residual dropout), or null.
+            (the Transformer's residual dropout), or null. It sees (N, L, E) sequences (and the
+            pooled (N, E) vector), so e.g. ``variational_dropout`` shares its mask over L.
         causal: each step attends only to earlier steps.
 
     Shape:
@@ -118,14 +120,14 @@ class AttentionClassifier(nn.Module):
         self.embed = nn.Linear(in_features, d_model)
         self.position = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.trunc_normal_(self.position, std=0.02)
-        self.embed_dropout = fill(dropout, num_features=d_model)
+        self.embed_dropout = fill(dropout, SEQUENCE, "dropout", num_features=d_model)
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, num_heads, ff_dim, attn_dropout, activation, norm, dropout, causal)
             for _ in range(num_layers)
         )
         self.norm = SequenceNorm(norm, d_model)
         self.pool = AttentionPooling(d_model, pool_heads, pool_dropout)
-        self.head_dropout = fill(dropout, num_features=d_model)
+        self.head_dropout = fill(dropout, FEATURES, "dropout", num_features=d_model)
         self.head = nn.Linear(d_model, out_features)
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from regkit.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
@@ -51,16 +52,16 @@ class SmallCNN(nn.Module):
                 nn.Conv2d(width, ch, 3, padding=1, bias=norm is None),
                 fill(norm, num_features=ch),
                 activation_layer(activation),
-                fill(feature_dropout, num_features=ch),
+                fill(feature_dropout, MAPS, "feature_dropout", num_features=ch),
                 nn.MaxPool2d(2),
             ]
             width, size = ch, size // 2
         layers += [
             nn.Flatten(),
-            fill(dropout, num_features=width * size * size),
+            fill(dropout, FEATURES, "dropout", num_features=width * size * size),
             nn.Linear(width * size * size, hidden),
             activation_layer(activation),
-            fill(dropout, num_features=hidden),
+            fill(dropout, FEATURES, "dropout", num_features=hidden),
             nn.Linear(hidden, out_features),
         ]
         self.layers = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))

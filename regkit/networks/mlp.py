@@ -6,6 +6,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from regkit.layouts import FEATURES
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
@@ -46,14 +47,16 @@ class MLP(nn.Module):
         super().__init__()
         if sorted(order) != sorted(set(order)):
             raise ValueError(f"order lists a part twice: {order}")
-        layers: list[nn.Module] = [nn.Flatten(), fill(input_dropout, num_features=in_features)]
+        layers: list[nn.Module] = [
+            nn.Flatten(), fill(input_dropout, FEATURES, "input_dropout", num_features=in_features)
+        ]
         width = in_features
         for size in hidden:
             layers.append(nn.Linear(width, size, bias=norm is None))
             parts = {
                 "norm": lambda: fill(norm, num_features=size),
                 "act": lambda: activation_layer(activation),
-                "dropout": lambda: fill(dropout, num_features=size),
+                "dropout": lambda: fill(dropout, FEATURES, "dropout", num_features=size),
             }
             layers.extend(parts[part]() for part in order)
             width = size

@@ -1,8 +1,10 @@
 """Recurrent networks (LSTM / GRU / vanilla RNN) with the dropout slots of Zaremba et al. (2014),
 Gal & Ghahramani (2016) and Merity et al. (2017): a language model and a sequence classifier.
 
-Layout is batch-first everywhere: tokens ``(N, T)``, activations ``(N, T, H)``; slots that care
-(``variational_dropout``) are told ``batch_first=True`` by the network.
+Layout is batch-first everywhere: tokens ``(N, T)``, activations ``(N, T, H)``. Each slot names its
+layout (:mod:`regkit.layouts`): the activation slots are sequences, so ``variational_dropout`` gets
+``batch_first=True`` and ``spatial_dropout`` ``channels_last=True``; ``embedding_dropout`` takes the
+embedding weight and ``weight_drop`` the RNN layers, and each slot refuses what does not fit it.
 
 Two execution modes:
 
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from regkit.layouts import EMBEDDING, RECURRENT, SEQUENCE
 from regkit.networks.slots import fill
 from regkit.precision import run_fused_rnn
 from regkit.registry import register
@@ -105,9 +108,10 @@ class RecurrentStack(nn.Module):
             raise ValueError(f"mode must be 'fused' or 'cell_loop', got {mode!r}")
         gaps = len(self.layers) - 1
         self.between = nn.ModuleList(
-            fill(layer_dropout, num_features=hidden_size * self.directions, batch_first=True) for _ in range(gaps)
+            fill(layer_dropout, SEQUENCE, "layer_dropout", num_features=hidden_size * self.directions)
+            for _ in range(gaps)
         )
-        drop = fill(weight_drop)
+        drop = fill(weight_drop, RECURRENT, "weight_drop")
         if not isinstance(drop, nn.Identity):
             if not hasattr(drop, "apply_to"):
                 raise ValueError(
@@ -254,12 +258,12 @@ class RNNLanguageModel(nn.Module):
             raise ValueError(f"tie_weights needs hidden_size == embedding_dim, got {hidden_size} and {embedding_dim}")
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.embedding_dropout = fill(embedding_dropout, num_features=embedding_dim)
-        self.input_dropout = fill(input_dropout, num_features=embedding_dim, batch_first=True)
+        self.embedding_dropout = fill(embedding_dropout, EMBEDDING, "embedding_dropout", num_features=embedding_dim)
+        self.input_dropout = fill(input_dropout, SEQUENCE, "input_dropout", num_features=embedding_dim)
         self.rnn = RecurrentStack(
             cell, embedding_dim, hidden_size, num_layers, layer_dropout, weight_drop, mode, recurrent_dropout
         )
-        self.output_dropout = fill(output_dropout, num_features=hidden_size, batch_first=True)
+        self.output_dropout = fill(output_dropout, SEQUENCE, "output_dropout", num_features=hidden_size)
         self.decoder = nn.Linear(hidden_size, vocab_size)
         nn.init.uniform_(self.embedding.weight, -init_range, init_range)
         nn.init.uniform_(self.decoder.weight, -init_range, init_range)
@@ -332,14 +336,14 @@ class RNNClassifier(nn.Module):
             raise ValueError(f"pooling must be last, mean or max, got {pooling!r}")
         self.pooling, self.padding_idx, self.bidirectional = pooling, padding_idx, bidirectional
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.embedding_dropout = fill(embedding_dropout, num_features=embedding_dim)
-        self.input_dropout = fill(input_dropout, num_features=embedding_dim, batch_first=True)
+        self.embedding_dropout = fill(embedding_dropout, EMBEDDING, "embedding_dropout", num_features=embedding_dim)
+        self.input_dropout = fill(input_dropout, SEQUENCE, "input_dropout", num_features=embedding_dim)
         self.rnn = RecurrentStack(
             cell, embedding_dim, hidden_size, num_layers, layer_dropout, weight_drop, mode, recurrent_dropout,
             bidirectional,
         )
         width = hidden_size * (2 if bidirectional else 1)
-        self.output_dropout = fill(output_dropout, num_features=width, batch_first=True)
+        self.output_dropout = fill(output_dropout, SEQUENCE, "output_dropout", num_features=width)
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

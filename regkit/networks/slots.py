@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from regkit.layouts import Layout, layout_arguments
 from regkit.spec import Spec
 
 ACTIVATIONS = {
@@ -19,9 +20,18 @@ ACTIVATIONS = {
 Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "selu", "silu", "elu"]
 
 
-def fill(spec: Spec | None, **provided: Any) -> nn.Module:
-    """Build ``spec`` with what the slot knows (e.g. ``num_features``), or Identity for an empty slot."""
-    return nn.Identity() if spec is None else spec.fill(**provided)
+def fill(spec: Spec | None, layout: Layout | None = None, slot: str = "", **provided: Any) -> nn.Module:
+    """Build ``spec`` with what the slot knows (e.g. ``num_features``), or Identity for an empty slot.
+
+    A regularizer slot names its ``layout`` (:mod:`regkit.layouts`): the component gets the
+    arguments its ``layouts`` table gives for it (e.g. ``batch_first=True`` in a sequence slot), or
+    is refused, naming it and the ``slot``, if it does not work in that layout.
+    """
+    if spec is None:
+        return nn.Identity()
+    if layout is not None:
+        provided = {**provided, **layout_arguments(spec, layout, slot)}
+    return spec.fill(**provided)
 
 
 def activation_layer(name: str) -> nn.Module:

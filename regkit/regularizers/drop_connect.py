@@ -35,7 +35,11 @@ class DropConnectLinear(StochasticRegularizer, nn.Linear):
 
     Shape:
         Input ``(*, in_features)``. Output ``(*, out_features)``. A plain Linear in eval mode.
+        A layer, not an activation regularizer: build it where a Linear goes; the dropout slots of
+        regkit's networks refuse it.
     """
+
+    layouts: dict = {}
 
     def __init__(self, in_features: int, out_features: int, p: float = 0.5, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)

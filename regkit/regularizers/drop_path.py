@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from regkit.layouts import ACTIVATIONS
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, check_rate
 
@@ -39,6 +40,9 @@ class DropPath(DropoutBase):
         Identity in eval mode. Use :func:`set_drop_path_rates` to give a stack of blocks the
         linear per-layer rates of the paper.
     """
+
+    layouts = ACTIVATIONS
+    mask_shared_over = ("feature", "channel", "position")
 
     def __init__(self, p: float = 0.1, scale_by_keep: bool = True) -> None:
         super().__init__(p)

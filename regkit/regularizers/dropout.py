@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from regkit.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, check_rate
 
@@ -34,12 +35,15 @@ class Dropout(DropoutBase):
         inplace: overwrite the input instead of allocating the output.
 
     Shape:
-        Input: any. Output: same as input. Identity in eval mode.
+        Input: any. Output: same as input. Identity in eval mode. Element-wise, so it fits every
+        activation slot and the embedding-weight slot.
 
     Examples:
         >>> Dropout(0.5)(torch.ones(4, 8)).unique()  # doctest: +SKIP
         tensor([0., 2.])
     """
+
+    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__(p)
@@ -65,6 +69,8 @@ class GaussianDropout(DropoutBase):
         Input: any. Output: same as input. Identity in eval mode.
     """
 
+    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}
+
     def __init__(self, p: float = 0.5) -> None:
         super().__init__(p)
 
@@ -83,20 +89,31 @@ class AlphaDropout(DropoutBase):
         p: drop probability, 0 <= p < 1.
         feature: drop whole channels of (N, C, *) inputs (torch's FeatureAlphaDropout) instead of
             single elements.
+        channels_last: with ``feature``, the channels are the last axis, ``(N, *, C)`` (a sequence
+            slot sets this).
 
     Shape:
-        Input: any (``(N, C, *)`` when ``feature``). Output: same as input. Identity in eval mode.
-        Use it with ``activation: selu`` and inputs of zero mean, unit variance.
+        Input: any (``(N, C, *)`` when ``feature``, ``(N, *, C)`` with ``channels_last``). Output:
+        same as input. Identity in eval mode. Use it with ``activation: selu`` and inputs of zero
+        mean, unit variance.
     """
 
-    def __init__(self, p: float = 0.5, feature: bool = False) -> None:
+    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {"channels_last": True}}
+
+    def __init__(self, p: float = 0.5, feature: bool = False, channels_last: bool = False) -> None:
         super().__init__(p)
-        self.feature = feature
+        self.feature, self.channels_last = feature, channels_last
+
+    @property
+    def mask_shared_over(self) -> tuple[str, ...]:
+        return ("position",) if self.feature else ()
 
     def extra_repr(self) -> str:
         return f"p={self.p}, feature=True" if self.feature else f"p={self.p}"
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
+        if self.feature and self.channels_last:
+            return F.feature_alpha_dropout(x.movedim(-1, 1), self.p, True).movedim(1, -1)
         if self.feature:
             return F.feature_alpha_dropout(x, self.p, True)
         return F.alpha_dropout(x, self.p, True)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from regkit.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, StochasticRegularizer
 from regkit.regularizers.dropout import check_rate
@@ -24,14 +25,16 @@ def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch
     """Dropout with one mask per sequence, shared by all its time steps (Gal & Ghahramani, 2016).
 
     ``x`` is ``(T, N, *)`` or, with ``batch_first``, ``(N, T, *)``; the mask has size 1 on the
-    time dimension and is broadcast over it. Kept units are scaled by ``1 / (1 - p)``.
+    time dimension and is broadcast over it. A 2-D ``(N, C)`` input is a single step (no time
+    axis) and gets one value per element, like plain dropout. Kept units are scaled by ``1 / (1 - p)``.
     """
     if not training or p == 0.0:
         return x
     if x.dim() < 2:
         raise ValueError(f"locked dropout needs a (time, batch, ...) tensor, got shape {tuple(x.shape)}")
     shape = list(x.shape)
-    shape[1 if batch_first else 0] = 1
+    if x.dim() > 2:
+        shape[1 if batch_first else 0] = 1
     mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
     return x * mask
 
@@ -59,13 +62,17 @@ class VariationalDropout(DropoutBase):
             slot fills this in from its own layout.
 
     Shape:
-        Input ``(T, N, *)`` (or ``(N, T, *)`` with ``batch_first``). Output: same shape.
-        Identity in eval mode.
+        Input ``(T, N, *)`` (or ``(N, T, *)`` with ``batch_first``, which a sequence slot sets).
+        A 2-D ``(N, C)`` input is one step and gets plain dropout (e.g. a pooled vector behind a
+        sequence model). Output: same shape. Identity in eval mode.
 
     Examples:
         >>> drop = VariationalDropout(0.5, batch_first=True)
         >>> y = drop(torch.randn(8, 35, 200))   # y[:, t] / x[:, t] is the same for every t
     """
+
+    layouts = {SEQUENCE: {"batch_first": True}, FEATURES: {}}
+    mask_shared_over = ("position",)
 
     def __init__(self, p: float = 0.5, batch_first: bool = False) -> None:
         super().__init__(p)
@@ -97,6 +104,9 @@ class EmbeddingDropout(DropoutBase):
         >>> emb, drop = nn.Embedding(10000, 200), EmbeddingDropout(0.1)
         >>> vectors = drop.embed(emb, torch.randint(10000, (20, 35)))   # (20, 35, 200)
     """
+
+    layouts = {EMBEDDING: {}}  # it drops rows: word types of a weight, not samples of a batch
+    mask_shared_over = ("channel",)
 
     def __init__(self, p: float = 0.1) -> None:
         super().__init__(p)
@@ -174,6 +184,8 @@ class WeightDrop(StochasticRegularizer, nn.Module):
         >>> with parametrize.cached():
         ...     out, (h, c) = lstm(torch.randn(35, 20, 200))
     """
+
+    layouts = {RECURRENT: {}}
 
     def __init__(self, p: float = 0.5, names: str = "weight_hh*") -> None:
         super().__init__()

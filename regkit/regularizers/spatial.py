@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from regkit.layouts import FEATURES, MAPS, SEQUENCE
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase
 
@@ -47,8 +48,12 @@ class SpatialDropout(DropoutBase):
     Shape:
         Input ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``; with ``channels_last``
         ``(N, L, C)``, ``(N, H, W, C)``, ``(N, D, H, W, C)``. A 2-D ``(N, C)`` input has no spatial
-        axis and gets plain dropout. Output: same as input. Identity in eval mode.
+        axis and gets plain dropout. Output: same as input. Identity in eval mode. A sequence slot
+        ``(N, T, C)`` sets ``channels_last`` (Keras' SpatialDropout1D: one mask per channel over T).
     """
+
+    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {"channels_last": True}}
+    mask_shared_over = ("position",)
 
     def __init__(self, p: float = 0.5, channels_last: bool = False) -> None:
         super().__init__(p)
@@ -123,8 +128,11 @@ class DropBlock(DropoutBase):
 
     Shape:
         Input ``(N, C, H, W)`` (also ``(N, C, L)`` and ``(N, C, D, H, W)``; H != W is fine).
-        Output: same as input. Identity in eval mode.
+        Output: same as input. Identity in eval mode. Fits feature-map slots only; a slot of
+        other layout refuses it when the network is built.
     """
+
+    layouts = {MAPS: {}}
 
     def __init__(self, p: float = 0.1, block_size: int = 7, warmup_steps: int = 0, share_channels: bool = False) -> None:
         super().__init__(p)
@@ -134,6 +142,10 @@ class DropBlock(DropoutBase):
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.block_size, self.warmup_steps, self.share_channels = block_size, warmup_steps, share_channels
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    @property
+    def mask_shared_over(self) -> tuple[str, ...]:
+        return ("channel",) if self.share_channels else ()
 
     def current_rate(self) -> torch.Tensor | float:
         """The rate used by the next training forward pass."""
