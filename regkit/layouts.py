@@ -53,11 +53,14 @@ EMBEDDING = Layout("embedding", ("row", "channel"), "(num_embeddings, C)")
 RECURRENT = Layout("recurrent", (), "(the RNN layers)")
 """The RNN layers themselves: the component re-parametrizes their weights (``weight_drop``)."""
 
-ACTIVATIONS: Mapping[Layout, Mapping[str, Any]] = {FEATURES: {}, MAPS: {}, SEQUENCE: {}}
+Layouts = Mapping[Layout, Mapping[str, Any]]
+"""The type of a component's ``layouts`` attribute."""
+
+ACTIVATIONS: Layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {}}
 """What a component without a ``layouts`` attribute supports: element-wise on any activation."""
 
 
-def layouts_of(component: Any) -> Mapping[Layout, Mapping[str, Any]]:
+def layouts_of(component: Any) -> Layouts:
     """The layouts a component class (or factory function) supports, with their arguments."""
     return getattr(component, "layouts", ACTIVATIONS)
 

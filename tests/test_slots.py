@@ -19,7 +19,7 @@ from torch import nn
 
 import regkit
 from regkit import registry
-from regkit.layouts import EMBEDDING, FEATURES, MAPS, RECURRENT, SEQUENCE, Layout
+from regkit.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layout
 from regkit.spec import RegularizerSpec
 
 # (kind, name) -> (small constructor arguments, input maker, {slot: {tensor ndim: true layout}})

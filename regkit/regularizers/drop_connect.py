@@ -7,11 +7,14 @@ and ``torch.func.functional_call`` see it unchanged); :class:`DropConnect` is th
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from regkit.layouts import Layouts
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, StochasticRegularizer, check_rate
 
@@ -39,7 +42,7 @@ class DropConnectLinear(StochasticRegularizer, nn.Linear):
         regkit's networks refuse it.
     """
 
-    layouts: dict = {}
+    layouts: ClassVar[Layouts] = {}
 
     def __init__(self, in_features: int, out_features: int, p: float = 0.5, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)

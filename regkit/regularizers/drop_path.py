@@ -2,10 +2,12 @@
 rate rule of Huang et al. (2016)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from regkit.layouts import ACTIVATIONS
+from regkit.layouts import ACTIVATIONS, Layouts
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, check_rate
 
@@ -41,7 +43,7 @@ class DropPath(DropoutBase):
         linear per-layer rates of the paper.
     """
 
-    layouts = ACTIVATIONS
+    layouts: ClassVar[Layouts] = ACTIVATIONS
     mask_shared_over = ("feature", "channel", "position")
 
     def __init__(self, p: float = 0.1, scale_by_keep: bool = True) -> None:

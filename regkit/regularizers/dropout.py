@@ -6,11 +6,12 @@ Each is a functional core plus a thin module on :class:`~regkit.regularizers.bas
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from regkit.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE
+from regkit.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, check_rate
 
@@ -43,7 +44,7 @@ class Dropout(DropoutBase):
         tensor([0., 2.])
     """
 
-    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}
+    layouts: ClassVar[Layouts] = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__(p)
@@ -69,7 +70,7 @@ class GaussianDropout(DropoutBase):
         Input: any. Output: same as input. Identity in eval mode.
     """
 
-    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}
+    layouts: ClassVar[Layouts] = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__(p)
@@ -98,7 +99,7 @@ class AlphaDropout(DropoutBase):
         mean, unit variance.
     """
 
-    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {"channels_last": True}}
+    layouts: ClassVar[Layouts] = {FEATURES: {}, MAPS: {}, SEQUENCE: {"channels_last": True}}
 
     def __init__(self, p: float = 0.5, feature: bool = False, channels_last: bool = False) -> None:
         super().__init__(p)

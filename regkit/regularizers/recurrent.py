@@ -10,12 +10,14 @@ over time. Merity et al. (2017, AWD-LSTM) drop the recurrent *weights* instead (
 from __future__ import annotations
 
 import fnmatch
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regkit.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE
+from regkit.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase, StochasticRegularizer
 from regkit.regularizers.dropout import check_rate
@@ -71,7 +73,7 @@ class VariationalDropout(DropoutBase):
         >>> y = drop(torch.randn(8, 35, 200))   # y[:, t] / x[:, t] is the same for every t
     """
 
-    layouts = {SEQUENCE: {"batch_first": True}, FEATURES: {}}
+    layouts: ClassVar[Layouts] = {SEQUENCE: {"batch_first": True}, FEATURES: {}}
     mask_shared_over = ("position",)
 
     def __init__(self, p: float = 0.5, batch_first: bool = False) -> None:
@@ -105,7 +107,7 @@ class EmbeddingDropout(DropoutBase):
         >>> vectors = drop.embed(emb, torch.randint(10000, (20, 35)))   # (20, 35, 200)
     """
 
-    layouts = {EMBEDDING: {}}  # it drops rows: word types of a weight, not samples of a batch
+    layouts: ClassVar[Layouts] = {EMBEDDING: {}}  # it drops rows: word types of a weight, not samples of a batch
     mask_shared_over = ("channel",)
 
     def __init__(self, p: float = 0.1) -> None:
@@ -185,7 +187,7 @@ class WeightDrop(StochasticRegularizer, nn.Module):
         ...     out, (h, c) = lstm(torch.randn(35, 20, 200))
     """
 
-    layouts = {RECURRENT: {}}
+    layouts: ClassVar[Layouts] = {RECURRENT: {}}
 
     def __init__(self, p: float = 0.5, names: str = "weight_hh*") -> None:
         super().__init__()

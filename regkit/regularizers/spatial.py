@@ -8,10 +8,12 @@ layout. Torch's ``memory_format=torch.channels_last`` only changes strides, not 
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
-from regkit.layouts import FEATURES, MAPS, SEQUENCE
+from regkit.layouts import FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
 from regkit.regularizers.base import DropoutBase
 
@@ -52,7 +54,7 @@ class SpatialDropout(DropoutBase):
         ``(N, T, C)`` sets ``channels_last`` (Keras' SpatialDropout1D: one mask per channel over T).
     """
 
-    layouts = {FEATURES: {}, MAPS: {}, SEQUENCE: {"channels_last": True}}
+    layouts: ClassVar[Layouts] = {FEATURES: {}, MAPS: {}, SEQUENCE: {"channels_last": True}}
     mask_shared_over = ("position",)
 
     def __init__(self, p: float = 0.5, channels_last: bool = False) -> None:
@@ -132,7 +134,7 @@ class DropBlock(DropoutBase):
         other layout refuses it when the network is built.
     """
 
-    layouts = {MAPS: {}}
+    layouts: ClassVar[Layouts] = {MAPS: {}}
 
     def __init__(self, p: float = 0.1, block_size: int = 7, warmup_steps: int = 0, share_channels: bool = False) -> None:
         super().__init__(p)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
 
 from regkit import register
-from regkit.layouts import FEATURES, MAPS
+from regkit.layouts import FEATURES, MAPS, Layouts
 
 __version__ = "0.1.0"
 __all__ = ["Cutout", "cutout"]
@@ -58,7 +58,7 @@ class Cutout(nn.Module):
 
     # Not a regkit.StochasticRegularizer: an input augmentation, which MC dropout leaves off at
     # predict time.
-    layouts = {MAPS: {}, FEATURES: {}}  # images, or flattened images (an MLP's input slot)
+    layouts: ClassVar[Layouts] = {MAPS: {}, FEATURES: {}}  # images, or flattened images (an MLP's input slot)
     mask_shared_over = ("channel",)  # the same square in every channel
 
     def __init__(self, size: int = 8, p: float = 1.0, image_shape: Optional[list[int]] = None) -> None:
