@@ -1,12 +1,14 @@
-"""regkit's LightningCLI: the recipe chooses task and data module by class, W&B logs by default,
-checkpoints go where ``--ckpt_path last`` finds them, and parse errors name the YAML key."""
+"""regkit's LightningCLI: the recipe chooses task and data module by class, W&B and CSV log by
+default, every command writes into its own run folder (regkit.runs), ``--ckpt_path last|auto``
+resumes exactly, and parse errors name the YAML key."""
 from __future__ import annotations
 
 import argparse
 import inspect
 import os
 import sys
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, NoReturn, Optional
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -15,10 +17,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import Logger
 from jsonargparse import DefaultHelpFormatter
 
-from regkit import registry
+from regkit import registry, runs
+from regkit.callbacks.predictions import PredictionWriter
 from regkit.callbacks.progress_bar import ProgressBar
+from regkit.callbacks.resume import ExactResume
 from regkit.errors import in_short
 from regkit.overrides import merge_component_overrides
+from regkit.report import final_metrics, summarize_run
 from regkit.spec import invalid_specs
 
 USAGE = "regkit [-h] [--plugins FILE_OR_MODULE[,...]] {fit,validate,test,predict,list,compare} ..."
@@ -78,7 +83,10 @@ class RegkitCLI(LightningCLI):
     """LightningCLI where the recipe chooses the task (``model``) and data module by class."""
 
     def __init__(self, args: Optional[list[str]] = None, run: bool = True, **kwargs: Any) -> None:
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})  # only a resumed run rewrites its own
+        self.argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+        self.run_info: dict[str, Any] = {}
+        self.ckpt_request: Optional[str] = None
         kwargs.setdefault("parser_kwargs", {
             "description": DESCRIPTION, "prog": "regkit", "formatter_class": HelpFormatter,
             **{sub: {"description": subcommand_description(sub, _first_line(getattr(L.Trainer, sub)))}
@@ -103,6 +111,7 @@ class RegkitCLI(LightningCLI):
         if isinstance(args, dict) or hasattr(args, "as_dict"):
             self.config = parser.parse_object(args)
             report_invalid_components(parser, self.config)
+            self.take_ckpt_request()
             return
         args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
         printing = [a for a in args if a.split("=")[0] == "--print_config"]
@@ -110,6 +119,16 @@ class RegkitCLI(LightningCLI):
             report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
         self.config = parser.parse_args(args)
         report_invalid_components(parser, self.config)
+        self.take_ckpt_request()
+
+    def take_ckpt_request(self) -> None:
+        """regkit resolves ``--ckpt_path`` itself (``last`` / ``auto``; the checkpoint's
+        hyperparameters under the options given next to it) in before_instantiate_classes, so
+        LightningCLI's own merge of the checkpoint's hyperparameters is left nothing to do."""
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path") is not None:
+            self.ckpt_request = str(self.config[subcommand]["ckpt_path"])
+            self.config[subcommand]["ckpt_path"] = None
 
     def setup_parser(self, *args: Any, **kwargs: Any) -> None:
         super().setup_parser(*args, **kwargs)
@@ -125,6 +144,12 @@ class RegkitCLI(LightningCLI):
         parser.add_class_arguments(ModelCheckpoint, "checkpoint", fail_untyped=False, sub_configs=True)
         parser.set_defaults({"checkpoint.save_last": True})
         parser.add_argument(
+            "--run_dir",
+            type=Optional[str],
+            default=None,
+            help="Folder of this run (default: <logger save_dir or runs>/<recipe name>/<run id>/).",
+        )
+        parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=False,
@@ -133,8 +158,21 @@ class RegkitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if not self.subcommand:
+            return
+        info = runs.inherited()  # a DDP process started by the launching one: same run
+        if info is None:
+            info = choose_run(config, self.subcommand, self.ckpt_request)
+            runs.share(info)
+        self.run_info = info
+        run_dir = info["run_dir"]
+        config["ckpt_path"] = info["ckpt_path"]
+        if info["ckpt_path"]:
+            apply_checkpoint_hparams(config, info["ckpt_path"], explicit_model_keys(self.argv))
+        config["trainer"]["default_root_dir"] = run_dir
         if config.get("checkpoint") is not None and not config["checkpoint"].get("dirpath"):
-            config["checkpoint"]["dirpath"] = default_checkpoint_dir(config)
+            config["checkpoint"]["dirpath"] = os.path.join(run_dir, "checkpoints")
+        place_loggers(config["trainer"], run_dir, info["wandb_id"], info["resume"])
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         # Add regkit's ModelCheckpoint to the recipe's callbacks, unless the recipe turns
@@ -151,11 +189,29 @@ class RegkitCLI(LightningCLI):
             isinstance(c, ProgressBarBase) for c in callbacks
         ):
             callbacks.append(ProgressBar())  # metrics read at the logging interval, not every step
-        return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
+        callbacks.append(ExactResume())
+        if self.subcommand == "predict":
+            callbacks.append(PredictionWriter())
+        logger = with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
+        trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger})
+        run_dir = self.run_info.get("run_dir")
+        for callback in trainer.checkpoint_callbacks:  # the recipe's own ModelCheckpoint too
+            if run_dir and getattr(callback, "dirpath", None) is None:
+                callback.dirpath = os.path.join(run_dir, "checkpoints")
+        return trainer
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # Only now, with every class built, does the run folder appear.
+        if self.run_info and not self.trainer.fast_dev_run:
+            Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
 
     def after_fit(self) -> None:
+        metrics = final_metrics(self.trainer)  # validation's, before test replaces them
         if self.config["fit"].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule)
+            metrics.update(final_metrics(self.trainer))
+        summarize_run(self.trainer, self.run_info, metrics)
 
 
 def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
@@ -166,19 +222,115 @@ def report_invalid_components(parser: LightningArgumentParser, config: Any) -> N
         parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 
-def default_checkpoint_dir(config: Any) -> str:
-    """``<logger save_dir or runs>/checkpoints/<run name>``: the same for every rerun of a recipe
-    (so ``--ckpt_path last`` finds the previous run's last.ckpt) and for every DDP process."""
-    logger = config.get("trainer", {}).get("logger")
-    if isinstance(logger, list):
-        logger = logger[0] if logger else None
-    init = {}
-    if logger is not None and not isinstance(logger, bool):
-        init = dict(logger.get("init_args") or {}) if hasattr(logger, "get") else {}
-    save_dir = init.get("save_dir") or "runs"
-    name = init.get("name") or init.get("project")
-    if not name:
-        model = config.get("model")
-        class_path = model.get("class_path", "") if hasattr(model, "get") else ""
-        name = registry.snake_case(class_path.rsplit(".", 1)[-1]) if class_path else "regkit"
-    return os.path.join(str(save_dir), "checkpoints", str(name))
+def explicit_model_keys(argv: list[str]) -> set[str]:
+    """The task arguments given on the command line (``--model.init_args.mc_samples 20`` ->
+    ``mc_samples``); ``*`` when the whole model is given (``--model X``)."""
+    keys: set[str] = set()
+    for arg in argv:
+        if arg == "--model" or arg.startswith("--model="):
+            keys.add("*")
+        elif arg.startswith("--model."):
+            path = arg[len("--model."):].split("=", 1)[0].split(".")
+            if path[0] == "init_args" and len(path) > 1:
+                path = path[1:]
+            keys.add(path[0] if path[0] not in ("class_path", "dict_kwargs") else "*")
+    return keys
+
+
+def fail(message: str) -> NoReturn:
+    """Stop before anything runs, exit status 2, the message on stderr."""
+    print(f"regkit: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dict[str, Any]:
+    """Where this command writes, which checkpoint it loads, and the W&B run id (see regkit.runs)."""
+    root, name = runs.run_root(config), runs.run_name(config, registry.snake_case)
+    given_dir = config.get("run_dir")
+    ckpt: Optional[Path] = None
+    resume = False
+    if ckpt_request in ("last", "auto"):
+        if ckpt_request == "auto" and subcommand != "fit":
+            fail(f"--ckpt_path auto is for fit (resume if there is a checkpoint, else start); "
+                 f"give {subcommand} a checkpoint file or 'last'")
+        if given_dir:
+            candidate = Path(given_dir, "checkpoints", "last.ckpt")
+            ckpt = candidate if candidate.is_file() else None
+            where = str(candidate)
+        else:
+            ckpt = runs.latest_checkpoint(root, name)
+            where = os.path.join(root, name, "*", "checkpoints", "last.ckpt")
+        if ckpt is None and ckpt_request == "last":
+            fail(f"--ckpt_path last: nothing to resume, no checkpoint at {where}. "
+                 "Start a new run without --ckpt_path, or use --ckpt_path auto (resume if there is "
+                 "a checkpoint, else start).")
+        resume = ckpt is not None and subcommand == "fit"
+    elif ckpt_request:
+        ckpt = Path(ckpt_request)
+        if not ckpt.is_file():
+            fail(f"--ckpt_path {ckpt_request}: no such file (or 'last' / 'auto')")
+    if resume:
+        run_dir = ckpt.parent.parent  # type: ignore[union-attr]
+    elif given_dir:
+        run_dir = Path(given_dir)
+    elif subcommand != "fit" and ckpt is not None and runs.run_of_checkpoint(ckpt) is not None:
+        run_dir = runs.run_of_checkpoint(ckpt) / f"{subcommand}-{runs.new_run_id()}"  # type: ignore[operator]
+    else:
+        run_dir = Path(root, name, runs.new_run_id())
+    return {
+        "run_dir": str(run_dir),
+        "ckpt_path": str(ckpt) if ckpt is not None else None,
+        "resume": resume,
+        "wandb_id": runs.wandb_id(run_dir),
+    }
+
+
+def apply_checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> None:
+    """Build the task the checkpoint was trained as: its saved hyperparameters replace the recipe's,
+    except the task arguments given on the command line, which apply over them."""
+    import torch
+
+    model = config.get("model")
+    if "*" in explicit or model is None or not hasattr(model, "get") or model.get("init_args") is None:
+        return
+    hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if class_path and class_path != model.get("class_path"):
+        fail(f"--ckpt_path {ckpt_path} holds a {class_path}, but the recipe builds a {model.get('class_path')}")
+    init_args = model["init_args"]
+    for key, value in hparams.items():
+        if key in init_args and key not in explicit:
+            init_args[key] = value
+
+
+def place_loggers(trainer_config: Any, run_dir: str, wandb_id: str, resume: bool) -> None:
+    """Every configured logger writes into the run folder; W&B uses the run's id (and resumes it)."""
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        args = runs.init_args(logger)
+        if args is None:
+            continue
+        if "save_dir" in args:
+            args["save_dir"] = run_dir
+        if str(logger.get("class_path", "")).endswith("WandbLogger"):
+            if not args.get("id"):
+                args["id"] = wandb_id
+            if resume and "resume" in args:
+                args["resume"] = "allow"
+        elif "name" in args and "version" in args:  # CSV / TensorBoard: straight into the run folder
+            args["name"], args["version"] = "", ""
+
+
+def with_csv_logger(logger: Any, run_dir: Optional[str]) -> Any:
+    """The configured loggers plus a CSVLogger writing ``<run dir>/metrics.csv`` (none if logging is off)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    if logger is False or run_dir is None:
+        return logger
+    loggers = [] if logger in (None, True) else list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    if not any(isinstance(lg, CSVLogger) for lg in loggers):
+        loggers.append(CSVLogger(run_dir, name="", version=""))
+    return loggers
+
+

@@ -85,7 +85,7 @@ def run_versions() -> dict[str, Any]:
 class WandbLogger(_LightningWandbLogger):
     """Weights & Biases logger with regkit's defaults (Lightning's WandbLogger underneath).
 
-    Runs go under ``save_dir/wandb``; offline unless you are logged in (``WANDB_MODE`` is
+    Runs go under ``save_dir/wandb`` (the CLI sets ``save_dir`` to the run folder); offline unless you are logged in (``WANDB_MODE`` is
     respected; ``wandb sync`` uploads offline runs later). The run config gets ``versions``
     (Python, regkit, torch, lightning, torchmetrics, each installed regkit plugin package, the git
     revisions) and, from the CLI, ``recipe``: the full resolved recipe. The API key is never
@@ -97,6 +97,8 @@ class WandbLogger(_LightningWandbLogger):
         save_dir: where run files go.
         offline: force offline (true) or online (false); null decides as described above.
         log_model: upload checkpoints as W&B artifacts.
+        id: W&B run id (the CLI gives the run folder's id).
+        resume: W&B resume mode (the CLI sets ``allow`` when ``--ckpt_path last|auto`` continues a run).
         **kwargs: passed to ``wandb.init`` (e.g. ``entity``, ``tags``).
     """
 
@@ -107,9 +109,12 @@ class WandbLogger(_LightningWandbLogger):
         save_dir: str = "runs",
         offline: Optional[bool] = None,
         log_model: bool = False,
+        id: Optional[str] = None,
+        resume: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        if resume is not None:
+            kwargs["resume"] = resume
         config = {"versions": run_versions(), **kwargs.pop("config", {})}
         super().__init__(
             name=name,
@@ -118,6 +123,7 @@ class WandbLogger(_LightningWandbLogger):
             offline=resolve_offline(offline),
             log_model=log_model,
             config=config,
+            id=id,
             **kwargs,
         )
         # Lightning passes anonymous=None to wandb.init, which wandb >= 0.23 answers with "The

@@ -42,7 +42,7 @@ def test_classifier_ddp_bf16_reduces_metrics_and_checkpoint_reloads(tmp_path: Pa
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = logged(tmp_path)
-    ckpt_path = tmp_path / "logs" / "checkpoints" / "mlp_dropout" / "last.ckpt"
+    (ckpt_path,) = tmp_path.glob("logs/mlp_dropout/*/checkpoints/last.ckpt")  # <logger save_dir>/<recipe>/<run id>/
 
     # The checkpoint holds plain data only and rebuilds the task.
     from regkit import registry
@@ -86,7 +86,7 @@ def test_language_model_ddp_bf16_reduces_perplexity_and_checkpoint_reloads(tmp_p
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     logged_ppl = logged(tmp_path)["val/ppl"]
-    ckpt_path = tmp_path / "logs" / "checkpoints" / "lstm_ptb_variational" / "last.ckpt"
+    (ckpt_path,) = tmp_path.glob("logs/lstm_ptb_variational/*/checkpoints/last.ckpt")
     assert torch.load(ckpt_path, weights_only=True)["global_step"] == 2
     model = LanguageModel.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
 

@@ -333,7 +333,7 @@ def test_recipe_fast_dev_run(recipe, tmp_path):
                       "--trainer.accelerator", "cpu", "--data.init_args.limit_train", "256", timeout=300,
                       env={"PYTHONWARNINGS": ""})  # the user's warning filters
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert list(tmp_path.glob("samples/epoch_000.png")), proc.stderr[-2000:]
+    assert list(tmp_path.glob("runs/*/*/samples/epoch_000.png")), proc.stderr[-2000:]
     assert warnings_in(proc.stdout + proc.stderr) == [], proc.stderr[-3000:]
     assert re.search(r"val: fid = \d.*\(regkit MNIST classifier features\)", proc.stdout + proc.stderr)
 

@@ -21,7 +21,8 @@ def test_example_plugin_file_trains_from_its_recipe(tmp_path: Path) -> None:
     """The guide's complete minimal example (docs/plugins.md), run as written plus quick limits."""
     proc = run_regkit("--plugins", str(EXAMPLE), "fit", "--config", str(EXAMPLE_RECIPE), *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "runs" / "checkpoints" / "classifier" / "last.ckpt", weights_only=True)
+    (last,) = tmp_path.glob("runs/my_recipe/*/checkpoints/last.ckpt")  # the run folder of my_recipe.yaml
+    ckpt = torch.load(last, weights_only=True)
     assert ckpt["hyper_parameters"]["network"]["dropout"] == {"name": "my_noise", "sigma": 0.5}
     assert ckpt["global_step"] == 2  # 256 images / batch 128
 
@@ -30,7 +31,7 @@ def test_recipe_naming_a_plugin_component_fails_without_the_plugin(tmp_path: Pat
     proc = run_regkit("fit", "--config", str(EXAMPLE_RECIPE), *QUICK)
     assert proc.returncode != 0
     assert "unknown regularizer 'my_noise'" in proc.stderr
-    assert not (tmp_path / "runs" / "checkpoints").exists()  # stopped before training
+    assert not (tmp_path / "runs").exists()  # stopped before training: no run folder
 
 
 def test_list_shows_where_each_component_comes_from() -> None:

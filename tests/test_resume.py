@@ -56,7 +56,7 @@ def adam_state(ckpt: dict) -> dict:
 
 def test_killed_run_resumes_from_last_checkpoint_with_optimizer_state(tmp_path: Path) -> None:
     (tmp_path / "probe.py").write_text(textwrap.dedent(PROBE))
-    last = tmp_path / "runs" / "checkpoints" / "mlp_dropout" / "last.ckpt"  # named after the W&B run
+    last = None  # runs/mlp_dropout/<run id>/checkpoints/last.ckpt, once the run has made its folder
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     run = subprocess.Popen([sys.executable, "-m", "regkit.cli", *ARGS, "--trainer.callbacks+=probe.Throttle"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -68,7 +68,8 @@ def test_killed_run_resumes_from_last_checkpoint_with_optimizer_state(tmp_path: 
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.5)
             try:
-                step = torch.load(last, weights_only=True)["global_step"] if last.exists() else 0
+                last = last or next(tmp_path.glob("runs/mlp_dropout/*/checkpoints/last.ckpt"), None)
+                step = torch.load(last, weights_only=True)["global_step"] if last is not None else 0
             except Exception:  # caught while being written: look again
                 step = 0
     finally:

@@ -88,7 +88,9 @@ def test_offline_run_holds_metrics_recipe_versions_and_git_revision(tmp_path: Pa
     assert recipe["model"]["class_path"] == "regkit.tasks.Classifier"
     assert recipe["model"]["init_args"]["network"]["dropout"] == {"name": "dropout", "p": 0.25}
     assert recipe["trainer"]["max_epochs"] == 2 and recipe["data"]["init_args"]["limit_train"] == 512
-    assert recipe["checkpoint"]["dirpath"] == "runs/checkpoints/mlp_dropout"
+    (run_dir,) = tmp_path.glob("runs/mlp_dropout/*")  # the run folder: runs/<recipe>/<run id>/
+    assert recipe["checkpoint"]["dirpath"] == str(run_dir.relative_to(tmp_path) / "checkpoints")
+    assert config["versions"] and (run_dir / "config.yaml").is_file() and (run_dir / "metrics.csv").is_file()
     # versions, plugin packages and git revisions
     versions = config["versions"]
     assert versions["regkit"] == regkit.__version__ and versions["torch"].startswith("2.")

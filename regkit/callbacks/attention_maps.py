@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 from regkit.attention import record_attention
+from regkit.runs import run_dir
 
 
 def plot_attention_maps(inputs: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "", max_maps: int = 4) -> Any:
@@ -73,8 +74,7 @@ class AttentionMaps(L.Callback):
     Args:
         num_samples: inputs to plot (one row each).
         every_n_epochs: plot every n-th validation epoch (and never in the sanity check).
-        dirpath: where the PNGs go; default ``<run dir>/attention_maps`` (for W&B:
-            ``<save_dir>/attention_maps/<run id>``).
+        dirpath: where the PNGs go; default ``<run dir>/attention_maps`` (see :mod:`regkit.runs`).
         max_maps: most attention blocks shown (in module order).
         log_wandb: also log the PNG to W&B as ``val/attention_maps``.
     """
@@ -97,12 +97,7 @@ class AttentionMaps(L.Callback):
     def output_dir(self, trainer: L.Trainer) -> Path:
         if self.dirpath is not None:
             return Path(self.dirpath)
-        logger = trainer.logger
-        if isinstance(logger, WandbLogger):
-            return Path(logger.save_dir or trainer.default_root_dir) / "attention_maps" / str(logger.version)
-        if logger is not None and getattr(logger, "log_dir", None):
-            return Path(logger.log_dir) / "attention_maps"
-        return Path(trainer.default_root_dir) / "attention_maps"
+        return run_dir(trainer) / "attention_maps"
 
     def _fixed_inputs(self, trainer: L.Trainer) -> Optional[torch.Tensor]:
         if self.inputs is None:

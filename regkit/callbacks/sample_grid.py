@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from regkit.runs import run_dir
+
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """(N, C, H, W) images in [0, 1] -> one (H', W') or (H', W', C) uint8 array, ``nrow`` per row."""
@@ -34,16 +36,6 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, scale
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, optimize=True)
     return path
-
-
-def run_dir(trainer: L.Trainer) -> Path:
-    """The run's folder, the one its checkpoints go to: ``save_dir/name/version`` of the first logger."""
-    logger = trainer.logger
-    save_dir = getattr(logger, "save_dir", None) if logger is not None else None
-    if logger is None or save_dir is None or logger.version is None:
-        return Path(trainer.default_root_dir)
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return Path(save_dir) / str(logger.name) / version
 
 
 class SampleGrid(L.Callback):

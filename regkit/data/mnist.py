@@ -10,9 +10,10 @@ from typing import Optional
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from regkit.data.idx import find_idx, read_idx
+from regkit.data.resumable import EpochShuffle, ResumableDataLoader
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -124,25 +125,27 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_set = TensorDataset(images[val_idx], labels[val_idx])
         self.test_set = TensorDataset(self._images(raw["test_images"]), raw["test_labels"].long())
 
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> ResumableDataLoader:
+        # resumable mid-epoch: the shuffle order depends only on the seed and the epoch
+        return ResumableDataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(dataset, seed=self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> ResumableDataLoader:
         return self._loader(self.test_set, shuffle=False)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> ResumableDataLoader:
         return self.test_dataloader()
 
 

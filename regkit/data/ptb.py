@@ -14,7 +14,9 @@ from typing import Iterator, Optional
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
+
+from regkit.data.resumable import ResumableDataLoader
 
 EOS = "<eos>"
 SPLITS = ("train", "valid", "test")
@@ -188,16 +190,17 @@ class PTBDataModule(L.LightningDataModule):
             "test": batchify(shard(streams["test"], rank, world), self.eval_batch_size),
         }
 
-    def _loader(self, split: str) -> DataLoader:
+    def _loader(self, split: str) -> ResumableDataLoader:
         # batch_size=None: every item already is a (N, T) batch; an iterable dataset also keeps
         # Lightning from inserting a DistributedSampler, which would break the stream order.
-        return DataLoader(BPTTWindows(self.streams[split], self.bptt), batch_size=None)
+        # Resumable: a mid-epoch checkpoint continues with the next window.
+        return ResumableDataLoader(BPTTWindows(self.streams[split], self.bptt), batch_size=None)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
         return self._loader("train")
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableDataLoader:
         return self._loader("valid")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> ResumableDataLoader:
         return self._loader("test")

@@ -81,8 +81,13 @@ class LanguageModel(RegularizedTask):
     def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
-    def on_train_epoch_start(self) -> None:
-        self._state.pop("train", None)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the TBPTT state carried into the next window: a mid-epoch resume continues it exactly
+        checkpoint["tbptt_state"] = self._state.get("train")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("tbptt_state") is not None:
+            self._state["train"] = checkpoint["tbptt_state"]
 
     def on_validation_epoch_start(self) -> None:
         self._state.pop("val", None)
@@ -93,6 +98,8 @@ class LanguageModel(RegularizedTask):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
+        if batch_idx == 0:  # a new epoch starts from a zero state (a mid-epoch resume keeps its own)
+            self._state.pop("train", None)
         out = self._step("train", x)
         loss = self._loss(out.logits, y)
         # No prog_bar: Lightning would read it as a float every step (a GPU sync);

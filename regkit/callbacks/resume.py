@@ -1,0 +1,100 @@
+"""What an exact resume needs beyond weights and optimizer state: random number generators and the
+data position, so that a run stopped after any checkpoint and resumed ends with the same weights."""
+from __future__ import annotations
+
+import os
+import random
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and every CUDA device), numpy and Python RNG states as tensors and plain values, so
+    the checkpoint still loads with ``torch.load(weights_only=True)``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_loaders(trainer: L.Trainer) -> list[Any]:
+    loaders = trainer.train_dataloader
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+class ExactResume(L.Callback):
+    """Saves the RNG states in every checkpoint and restores them right before the first training
+    batch after a resume; tells resumable data loaders (``regkit.data.ResumableDataLoader``) the
+    epoch, so a mid-epoch checkpoint continues with the batch after the last one trained on.
+
+    It also keeps ``last.ckpt`` the latest state when training stops: at the batch that reaches
+    ``max_steps`` (mid-epoch too) and, for any other stop, when training ends.
+
+    The RNG states are the saving process's (rank 0's): a single-process run resumes bit-exactly;
+    under DDP the other ranks continue with their own fresh streams.
+    """
+
+    def __init__(self) -> None:
+        self.to_restore: Optional[dict[str, Any]] = None
+        self.saved_step: Optional[int] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.to_restore = state_dict.get("rng")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for loader in train_loaders(trainer):
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        # Here, not on load: sanity-check validation and loader setup between loading and the first
+        # batch would otherwise draw from the restored streams.
+        if self.to_restore is not None:
+            set_rng_state(self.to_restore)
+            self.to_restore = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.saved_step = checkpoint.get("global_step")
+
+    def save_last(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` of every ModelCheckpoint that keeps one, unless this step is saved."""
+        if self.saved_step == trainer.global_step or trainer.fast_dev_run:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if getattr(callback, "save_last", False) and getattr(callback, "dirpath", None):
+                name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
+                trainer.save_checkpoint(os.path.join(callback.dirpath, name))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:  # stops here, mid-epoch perhaps: save it so
+            self.save_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save_last(trainer)

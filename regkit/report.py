@@ -1,0 +1,118 @@
+"""What a run shows when fit ends: ``curves.png`` from ``metrics.csv`` and a summary of the final
+metrics and where the run's files are."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from regkit.runs import run_dir
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a Lightning ``metrics.csv`` with their non-empty values as floats."""
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return rows
+
+
+def per_epoch(rows: list[dict[str, float]], key: str) -> list[tuple[float, float]]:
+    """(epoch, value) of ``key``: its epoch-level value (``key_epoch`` when logged on both levels)
+    or the mean of its per-step values in that epoch."""
+    values: dict[float, list[float]] = {}
+    epoch_key = key + "_epoch" if any(key + "_epoch" in r for r in rows) else key
+    for row in rows:
+        if epoch_key in row and "epoch" in row and math.isfinite(row[epoch_key]):
+            values.setdefault(row["epoch"], []).append(row[epoch_key])
+    return [(epoch, sum(v) / len(v)) for epoch, v in sorted(values.items())]
+
+
+def curve_keys(rows: list[dict[str, float]]) -> list[list[str]]:
+    """Panels: the losses (train/val), then each task metric logged for validation (acc, ppl, fid, ...)
+    with its training counterpart when there is one."""
+    keys = {k.removesuffix("_epoch").removesuffix("_step") for row in rows for k in row}
+    panels = [[k for k in ("train/loss", "val/loss") if k in keys]]
+    for key in sorted(k for k in keys if k.startswith("val/") and k != "val/loss"):
+        train = "train/" + key.split("/", 1)[1]
+        panels.append([k for k in (train, key) if k in keys])
+    return [p for p in panels if p]
+
+
+def plot_curves(metrics_csv: str | Path, out: str | Path) -> Optional[Path]:
+    """``out``: one panel per quantity (loss, then each validation metric), train and validation
+    per epoch. None when there is nothing to plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = read_metrics(metrics_csv)
+    panels = [p for p in curve_keys(rows) if any(per_epoch(rows, k) for k in p)]
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, keys in zip(axes, panels):
+        for key in keys:
+            points = per_epoch(rows, key)
+            if points:
+                ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(keys[-1].split("/", 1)[1])
+        ax.legend(fontsize=8)
+    fig.savefig(out, dpi=80)
+    return Path(out)
+
+
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The last value of every ``val/`` and ``test/`` metric the trainer holds."""
+    out = {}
+    for key, value in trainer.callback_metrics.items():
+        if key.startswith(("val/", "test/")):
+            try:
+                out[key] = float(value)
+            except (TypeError, ValueError):
+                pass
+    return dict(sorted(out.items()))
+
+
+def summarize_run(trainer: L.Trainer, run: dict[str, Any], metrics: Optional[dict[str, float]] = None) -> None:
+    """On rank 0, after fit: write curves.png and print the final validation / test metrics and
+    where the run's files are."""
+    if not trainer.is_global_zero or trainer.fast_dev_run or not run:
+        return
+    folder = run_dir(trainer)
+    csv_logger = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+    metrics_csv = Path(csv_logger.log_dir) / "metrics.csv" if csv_logger is not None else None
+    if csv_logger is not None:
+        csv_logger.save()
+    curves = plot_curves(metrics_csv, folder / "curves.png") if metrics_csv and metrics_csv.is_file() else None
+    lines = ["", f"run folder:   {folder}"]
+    checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+    if checkpoint is not None:
+        if checkpoint.best_model_path:
+            lines.append(f"best ckpt:    {checkpoint.best_model_path}")
+        last = Path(checkpoint.dirpath or folder / "checkpoints") / "last.ckpt"
+        if last.is_file():
+            lines.append(f"last ckpt:    {last}   (continue: --ckpt_path last)")
+    if metrics_csv and metrics_csv.is_file():
+        lines.append(f"metrics:      {metrics_csv}")
+    if curves:
+        lines.append(f"curves:       {curves}")
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            wandb_dir = getattr(logger.experiment, "dir", None)  # .../wandb/offline-run-*/files
+            if wandb_dir and getattr(logger.experiment.settings, "mode", "") in ("offline", "dryrun"):
+                lines.append(f"upload W&B:   wandb sync {Path(wandb_dir).parent}")
+    metrics = final_metrics(trainer) if metrics is None else metrics
+    if metrics:
+        width = max(len(k) for k in metrics)
+        lines += ["", f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+        lines += [f"{k:<{width}}  {v:.4f}" for k, v in metrics.items()]
+    print("\n".join(lines))
