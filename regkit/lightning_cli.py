@@ -166,9 +166,13 @@ class RegkitCLI(LightningCLI):
             runs.share(info)
         self.run_info = info
         run_dir = info["run_dir"]
-        config["ckpt_path"] = info["ckpt_path"]
         if info["ckpt_path"]:
-            apply_checkpoint_hparams(config, info["ckpt_path"], explicit_model_keys(self.argv))
+            hparams = checkpoint_hparams(config, info["ckpt_path"], explicit_model_keys(self.argv))
+            if hparams:
+                model = {"class_path": config["model"]["class_path"], "init_args": hparams}
+                self.config = self.parser.parse_object({self.subcommand: {"model": model}}, self.config)
+                config = self.config[self.subcommand]
+        config["ckpt_path"] = info["ckpt_path"]
         config["trainer"]["default_root_dir"] = run_dir
         if config.get("checkpoint") is not None and not config["checkpoint"].get("dirpath"):
             config["checkpoint"]["dirpath"] = os.path.join(run_dir, "checkpoints")
@@ -285,23 +289,20 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     }
 
 
-def apply_checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> None:
-    """Build the task the checkpoint was trained as: its saved hyperparameters replace the recipe's,
-    except the task arguments given on the command line, which apply over them."""
+def checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> dict[str, Any]:
+    """The task arguments to take from the checkpoint: its saved hyperparameters (the task it was
+    trained as) except those given on the command line, which apply over them."""
     import torch
 
     model = config.get("model")
     if "*" in explicit or model is None or not hasattr(model, "get") or model.get("init_args") is None:
-        return
+        return {}
     hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
     if class_path and class_path != model.get("class_path"):
         fail(f"--ckpt_path {ckpt_path} holds a {class_path}, but the recipe builds a {model.get('class_path')}")
-    init_args = model["init_args"]
-    for key, value in hparams.items():
-        if key in init_args and key not in explicit:
-            init_args[key] = value
+    return {k: v for k, v in hparams.items() if k in model["init_args"] and k not in explicit}
 
 
 def place_loggers(trainer_config: Any, run_dir: str, wandb_id: str, resume: bool) -> None:

@@ -109,7 +109,8 @@ def summarize_run(trainer: L.Trainer, run: dict[str, Any], metrics: Optional[dic
         if isinstance(logger, WandbLogger):
             wandb_dir = getattr(logger.experiment, "dir", None)  # .../wandb/offline-run-*/files
             if wandb_dir and getattr(logger.experiment.settings, "mode", "") in ("offline", "dryrun"):
-                lines.append(f"upload W&B:   wandb sync {Path(wandb_dir).parent}")
+                runs_of_id = Path(wandb_dir).parent.parent / f"offline-run-*-{logger.experiment.id}"
+                lines.append(f"upload W&B:   wandb sync {runs_of_id}")
     metrics = final_metrics(trainer) if metrics is None else metrics
     if metrics:
         width = max(len(k) for k in metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from typing import Any, Optional
 
 import lightning as L
@@ -37,6 +38,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def last_path(callback: Any) -> str:
+    return os.path.join(callback.dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION)
+
+
 def train_loaders(trainer: L.Trainer) -> list[Any]:
     loaders = trainer.train_dataloader
     if loaders is None:
@@ -61,12 +66,21 @@ class ExactResume(L.Callback):
     def __init__(self) -> None:
         self.to_restore: Optional[dict[str, Any]] = None
         self.saved_step: Optional[int] = None
+        self.stop_copies: dict[str, str] = {}
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.to_restore = state_dict.get("rng")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path is None:
+            return
+        for callback in trainer.checkpoint_callbacks:  # a resumed run keeps writing its own last.ckpt
+            if getattr(callback, "save_last", False) and getattr(callback, "dirpath", None):
+                if not callback.last_model_path and os.path.isfile(last_path(callback)):
+                    callback.last_model_path = last_path(callback)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for loader in train_loaders(trainer):
@@ -83,18 +97,28 @@ class ExactResume(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.saved_step = checkpoint.get("global_step")
 
-    def save_last(self, trainer: L.Trainer) -> None:
-        """Write ``last.ckpt`` of every ModelCheckpoint that keeps one, unless this step is saved."""
+    def save_last(self, trainer: L.Trainer, stopping: bool = False) -> None:
+        """Write ``last.ckpt`` of every ModelCheckpoint that keeps one, unless this step is saved.
+        ``stopping``: the batch that reaches ``max_steps``; Lightning still runs the epoch-end hooks
+        after it, where a ModelCheckpoint may save this step again as a finished epoch (whose resume
+        would skip the epoch's remaining batches), so this state is put back at the end of training."""
         if self.saved_step == trainer.global_step or trainer.fast_dev_run:
             return
         for callback in trainer.checkpoint_callbacks:
             if getattr(callback, "save_last", False) and getattr(callback, "dirpath", None):
-                name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
-                trainer.save_checkpoint(os.path.join(callback.dirpath, name))
+                path = last_path(callback)
+                callback.last_model_path = path  # its own next save overwrites this file, no last-v1
+                trainer.save_checkpoint(path)
+                if stopping and trainer.is_global_zero:
+                    shutil.copyfile(path, path + ".stop")
+                    self.stop_copies[path + ".stop"] = path
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if 0 < trainer.max_steps <= trainer.global_step:  # stops here, mid-epoch perhaps: save it so
-            self.save_last(trainer)
+        if 0 < trainer.max_steps <= trainer.global_step:  # training stops here, perhaps mid-epoch
+            self.save_last(trainer, stopping=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save_last(trainer)
+        for copy, path in self.stop_copies.items():
+            os.replace(copy, path)
+        self.stop_copies.clear()

@@ -32,7 +32,7 @@ class ResumableDataLoader(DataLoader):
     trained on (loaded and dropped: cheap for in-memory data); in a later epoch it starts afresh.
     Exact when the order of an epoch depends only on the epoch (:class:`EpochShuffle`, sequential
     data, ``DistributedSampler``). ``set_epoch`` is called by
-    :class:`regkit.callbacks.resume.ExactResume` before each training epoch.
+    :class:`regkit.callbacks.resume.ExactResume` when a training epoch starts.
 
     Args: as ``DataLoader``; ``generator`` (the workers' base seed) defaults to seed 0.
     """
@@ -52,7 +52,10 @@ class ResumableDataLoader(DataLoader):
         return {"epoch": self.epoch, "taken": self.taken}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        # Lightning resumes mid-epoch without announcing the epoch again; a new epoch it announces
+        # (set_epoch) before the first batch, and then nothing is skipped.
         self.resume_from = dict(state_dict)
+        self.epoch = state_dict["epoch"]
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         return self._batches(super().__iter__())
