@@ -300,9 +300,23 @@ def checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> dict[
     hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
-    if class_path and class_path != model.get("class_path"):
+    if class_path and not same_class(class_path, str(model.get("class_path"))):
         fail(f"--ckpt_path {ckpt_path} holds a {class_path}, but the recipe builds a {model.get('class_path')}")
     return {k: v for k, v in hparams.items() if k in model["init_args"] and k not in explicit}
+
+
+def same_class(a: str, b: str) -> bool:
+    """Whether two class paths name one class (``regkit.tasks.GAN`` and ``regkit.tasks.gan.GAN``)."""
+    import importlib
+
+    def load(path: str) -> Any:
+        module, _, name = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return path
+
+    return a == b or load(a) is load(b)
 
 
 def place_loggers(trainer_config: Any, run_dir: str, wandb_id: str, resume: bool) -> None:

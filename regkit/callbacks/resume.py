@@ -113,7 +113,12 @@ class ExactResume(L.Callback):
                     shutil.copyfile(path, path + ".stop")
                     self.stop_copies[path + ".stop"] = path
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        for loader in train_loaders(trainer):
+            if hasattr(loader, "trained"):
+                loader.trained = batch_idx + 1
         if 0 < trainer.max_steps <= trainer.global_step:  # training stops here, perhaps mid-epoch
             self.save_last(trainer, stopping=True)
 

@@ -43,13 +43,16 @@ class ResumableDataLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self.epoch = 0
         self.taken = 0
+        self.trained: Optional[int] = None
         self.resume_from: Optional[dict[str, int]] = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "taken": self.taken}
+        # ``trained`` (batches trained on, set by ExactResume after each batch) rather than the
+        # batches handed out: Lightning fetches one batch ahead from a loader without a length.
+        return {"epoch": self.epoch, "taken": self.taken if self.trained is None else self.trained}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         # Lightning resumes mid-epoch without announcing the epoch again; a new epoch it announces
@@ -66,7 +69,7 @@ class ResumableDataLoader(DataLoader):
         if self.resume_from is not None and self.resume_from["epoch"] == self.epoch:
             skip = self.resume_from["taken"]
         self.resume_from = None
-        self.taken = 0
+        self.taken, self.trained = 0, None
         for batch in iterator:
             self.taken += 1
             if self.taken > skip:
