@@ -43,12 +43,12 @@ def list_command(argv: list[str]) -> int:
     if any(w in ("-h", "--help") for w in words):
         print("usage: regkit list [KIND] [PATTERN] [--json]\n\nkinds: " + ", ".join(registry.KINDS))
         return 0
-    kind = words[0] if words else None
+    kind: Optional[str] = words[0] if words else None
     pattern = words[1] if len(words) > 1 else "*"
     if kind is not None and kind not in registry.KINDS:
         # `regkit list '*drop*'` is a pattern over every kind
         if any(c in kind for c in "*?["):
-            kind, pattern = None, kind
+            pattern, kind = kind, None
         else:
             try:
                 registry.registry_of(kind)

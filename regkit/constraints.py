@@ -188,10 +188,15 @@ class SpectralNorm(Constraint):
 def _spectral_norm_type() -> type:
     """The parametrization class torch's public ``spectral_norm`` registers, found by using it."""
     probe = nn.utils.parametrizations.spectral_norm(nn.Linear(1, 1))
-    return type(probe.parametrizations["weight"][0])
+    return type(parametrize_list(probe)[0])
 
 
 def _has_spectral_norm(layer: nn.Module) -> bool:
     if not parametrize.is_parametrized(layer, "weight"):
         return False
-    return any(isinstance(p, _spectral_norm_type()) for p in layer.parametrizations["weight"])
+    return any(isinstance(p, _spectral_norm_type()) for p in parametrize_list(layer))
+
+
+def parametrize_list(layer: nn.Module) -> nn.ModuleList:
+    """The parametrizations registered on ``layer.weight`` (torch's public ``parametrizations``)."""
+    return getattr(layer.parametrizations, "weight")

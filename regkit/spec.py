@@ -221,5 +221,14 @@ def invalid_specs(value: Any, key: str = "") -> list[tuple[str, InvalidSpec]]:
 
 
 if TYPE_CHECKING:  # made by each kind's Registry (regkit/registry/__init__.py) at import
-    RegularizerSpec = NormSpec = PenaltySpec = ConstraintSpec = AttentionSpec = Spec
-    GeneratorSpec = DiscriminatorSpec = GanLossSpec = NetworkSpec = Spec
+    from typing import TypeAlias
+
+    RegularizerSpec: TypeAlias = Spec
+    NormSpec: TypeAlias = Spec
+    PenaltySpec: TypeAlias = Spec
+    ConstraintSpec: TypeAlias = Spec
+    AttentionSpec: TypeAlias = Spec
+    GeneratorSpec: TypeAlias = Spec
+    DiscriminatorSpec: TypeAlias = Spec
+    GanLossSpec: TypeAlias = Spec
+    NetworkSpec: TypeAlias = Spec

@@ -1,14 +1,14 @@
 """Filling a network's component slots from specs."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from torch import nn
 
 from regkit.layouts import Layout, layout_arguments
 from regkit.spec import Spec
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
     "gelu": nn.GELU,
