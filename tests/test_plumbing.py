@@ -144,3 +144,26 @@ def test_plugin_autoload_can_be_disabled():
     assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
     assert "'cutout'" in on.stdout and "'cutout'" not in off.stdout
     assert "'dropout'" in off.stdout  # built-ins are not plugins
+
+
+def test_a_checkpoint_in_the_earlier_hparams_format_still_loads(tmp_path):
+    """Before this change, tasks under the CLI saved Lightning's instantiator next to `_class_path`;
+    such a checkpoint loads with weights_only and rebuilds the same task."""
+    import lightning as L
+    import torch
+
+    from regkit.tasks import Classifier
+
+    network = {"name": "mlp", "in_features": 784, "hidden": [16], "dropout": {"name": "dropout", "p": 0.5}}
+    model = Classifier(network=network)
+    hparams = {"_class_path": "regkit.tasks.Classifier", "_instantiator": "lightning.pytorch.cli.instantiate_module",
+               "network": network, "num_classes": 10, "mc_samples": 0, "penalties": [], "constraints": []}
+    path = tmp_path / "old.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": L.__version__}, path)
+    loaded = Classifier.load_from_checkpoint(path, weights_only=True)
+    assert loaded.hparams["network"] == network
+    assert torch.equal(loaded.network.layers[1].weight, model.network.layers[1].weight)
+    # and the new format: plain values and the class path, nothing else
+    assert set(model.hparams) == {"_class_path", "network", "num_classes", "mc_samples", "penalties", "constraints"}
+    assert model.hparams["_class_path"] == "regkit.tasks.classifier.Classifier"
