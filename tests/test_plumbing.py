@@ -167,3 +167,21 @@ def test_a_checkpoint_in_the_earlier_hparams_format_still_loads(tmp_path):
     # and the new format: plain values and the class path, nothing else
     assert set(model.hparams) == {"_class_path", "network", "num_classes", "mc_samples", "penalties", "constraints"}
     assert model.hparams["_class_path"] == "regkit.tasks.classifier.Classifier"
+
+
+def test_regkit_test_rebuilds_the_task_from_the_checkpoint(tmp_path):
+    """`regkit test --config R --ckpt_path C`: the checkpoint's hyperparameters (with `_class_path`)
+    replace the recipe's task, so a recipe with another network width still loads the weights."""
+    from conftest import RECIPES, run_regkit
+
+    recipe = str(RECIPES / "mlp_dropout.yaml")
+    quick = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]  # run from tmp_path (conftest)
+    fit = run_regkit("fit", "--config", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                     "--trainer.limit_val_batches", "1", "--data.init_args.limit_train", "256",
+                     "--test_after_fit", "false", "--model.init_args.network.hidden", "[32]", *quick)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    test = run_regkit("test", "--config", recipe, "--ckpt_path", str(ckpt), "--model.init_args.network.hidden", "[8]",
+                      "--trainer.limit_test_batches", "1", *quick)
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/acc" in test.stdout
