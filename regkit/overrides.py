@@ -5,10 +5,12 @@ the rest; ``...network.dropout gaussian_dropout`` replaces the component; ``...n
 null`` switches the slot off. jsonargparse hands a registered type such an override without the
 component's previous value, so regkit merges it first, through the parser's public API only:
 
-1. parse the command line without these overrides, which gives each component's recipe value;
-2. merge each override into its component's value, in command-line order;
-3. give the merged component as one argument (``--model.init_args.network={...}``) in place of
-   its overrides, for the real parse.
+1. parse the command line as given: jsonargparse hands each such override to the component's
+   spec type, which keeps it as an ``InvalidSpec`` marked ``override`` (it has no previous value);
+   that says which components were reached, and other dotted options are left alone;
+2. parse again without those overrides, which gives each reached component's recipe value;
+3. merge the overrides into it in command-line order, and give the merged component as one
+   argument (``--model.init_args.network={...}``) in place of its overrides, for the real parse.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any, Optional
 
 import yaml
 
-from regkit.spec import InvalidSpec, Spec, to_config
+from regkit.spec import invalid_specs, to_config
 
 
 
@@ -54,24 +56,6 @@ def _quiet_parse(parser: Any, args: list[str]) -> Optional[Any]:
             return None
 
 
-def _component_at(root: Any, keys: list[str]) -> Optional[tuple[str, int]]:
-    """Walk ``keys`` through the parsed config; where they enter a component, return its dotted key
-    and how many of ``keys`` lead to it (``init_args`` may be left out, as jsonargparse allows)."""
-    node, path = root, list[str]()
-    for used, key in enumerate(keys):
-        if isinstance(node, (Spec, InvalidSpec)):
-            return ".".join(path), used
-        if not hasattr(node, "get"):
-            return None
-        if key in node:
-            node, path = node[key], path + [key]
-        elif "init_args" in node and hasattr(node["init_args"], "get") and key in node["init_args"]:
-            node, path = node["init_args"][key], path + ["init_args", key]
-        else:
-            return None
-    return None  # the keys end at (or before) a component: jsonargparse handles that itself
-
-
 def _as_mapping(value: Any) -> dict[str, Any]:
     """A component's recipe form as a fresh dict: from a spec, a bare name, a mapping, or nothing."""
     value = to_config(value)
@@ -92,42 +76,53 @@ def merge(previous: Any, key: str, value: Any) -> dict[str, Any]:
     return base
 
 
+def _strip(key: str) -> list[str]:
+    return [k for k in key.split(".") if k != "init_args"]
+
+
 def merge_component_overrides(parser: Any, args: list[str]) -> list[str]:
     """``args`` with every override inside a component merged into one argument per component."""
     options = _dotted_options(args)
     if not options or "-h" in args or "--help" in args:
         return args
-    skip = {i for start, end, _, _ in options for i in range(start, end)}
-    skip |= {i for i, a in enumerate(args) if a.split("=")[0] == "--print_config"}  # it prints and exits
-    config = _quiet_parse(parser, [a for i, a in enumerate(args) if i not in skip])
+    printing = {i for i, a in enumerate(args) if a.split("=")[0] == "--print_config"}  # it prints and exits
+    # 1. Which components did an override reach without their value? (only those are merged)
+    config = _quiet_parse(parser, [a for i, a in enumerate(args) if i not in printing])
     if config is None:
         return args  # the real parse reports what is wrong
     root = config[config["subcommand"]] if config.get("subcommand") else config
+    reached = [key for key, invalid in invalid_specs(root) if invalid.override]
+    inside = {}  # option start -> (component key, key inside it)
+    for start, _, key, _ in options:
+        for component in reached:
+            outer = _strip(component)
+            if _strip(key)[: len(outer)] == outer and len(_strip(key)) > len(outer):
+                inside[start] = (component, ".".join(_strip(key)[len(outer):]))
+    if not inside:
+        return args
+    # 2. The components' values from everything else on the command line.
+    drop = {i for start, end, _, _ in options if start in inside for i in range(start, end)}
+    config = _quiet_parse(parser, [a for i, a in enumerate(args) if i not in drop | printing])
+    if config is None:
+        return args
+    root = config[config["subcommand"]] if config.get("subcommand") else config
     merged: dict[str, Any] = {}  # component key -> merged value
     first: dict[str, int] = {}  # component key -> where its first override was
-    drop: set[int] = set()
-    for start, end, key, raw in options:
-        found = _component_at(root, key.split("."))
-        if found is None:
+    for start, _, _, raw in options:
+        if start not in inside:
             continue
-        component, used = found
-        inner = ".".join(k for k in key.split(".")[used:])
+        component, inner = inside[start]
         if component not in merged:
-            previous = root
-            for k in component.split("."):
-                previous = previous[k]
-            merged[component], first[component] = to_config(previous), start
+            merged[component], first[component] = to_config(root[component]), start
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
         merged[component] = merge(merged[component], inner, value)
-        drop.update(range(start, end))
+    # 3. One argument per component, where its first override was.
     out: list[str] = []
     for i, arg in enumerate(args):
-        for component, position in first.items():
-            if position == i:
-                out.append(f"--{component}={json.dumps(merged[component])}")
+        out += [f"--{c}={json.dumps(merged[c])}" for c, position in first.items() if position == i]
         if i not in drop:
             out.append(arg)
     return out

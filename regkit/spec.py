@@ -100,8 +100,9 @@ class Spec:
 class InvalidSpec:
     """A recipe value that did not resolve, kept with regkit's error until the CLI reports it."""
 
-    def __init__(self, spec_type: type[Spec], value: Any, error: RegkitError) -> None:
+    def __init__(self, spec_type: type[Spec], value: Any, error: RegkitError, override: bool = False) -> None:
         self.spec_type, self.value, self.error = spec_type, value, error
+        self.override = override  # an override of one key, given without the component (regkit/overrides.py)
 
     def __repr__(self) -> str:
         return f"InvalidSpec({self.value!r}: {self.error})"
@@ -188,7 +189,7 @@ def spec_type(registry: "Registry") -> type[Spec]:
                 f"cannot set {value.key!r} of a {registry.kind} without its previous value; "
                 "regkit's command line merges such overrides (regkit fit ...)"
             )
-            return InvalidSpec(cls, {value.key: value.val}, error)
+            return InvalidSpec(cls, {value.key: value.val}, error, override=True)
         if not isinstance(value, (str, dict)) and not hasattr(value, "as_dict"):
             raise ValueError(f"a {registry.kind} is given as its registry name or a mapping with 'name', not {value!r}")
         try:
