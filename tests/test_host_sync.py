@@ -87,8 +87,9 @@ class BatchWindow(L.Callback):
         self.counter.batch = None
 
 
-def train_counting(recipe: str, *overrides: str, steps: int = BATCHES) -> list[tuple[int, str, str]]:
-    """Fit ``recipe`` for ``steps`` optimizer steps as ``regkit fit`` does, counting syncs per batch."""
+def train_counting(recipe: str, *overrides: str, steps: int = BATCHES) -> tuple[list[tuple[int, str, str]], str]:
+    """Fit ``recipe`` for ``steps`` optimizer steps as ``regkit fit`` does, counting syncs per batch;
+    returns the syncs and what the progress bar showed last beside its counter."""
     cli = RegkitCLI(
         args=["--config", str(RECIPES / recipe), "--trainer.max_steps", str(steps),
               "--trainer.log_every_n_steps", str(LOG_EVERY), "--trainer.num_sanity_val_steps", "0", *overrides],
@@ -103,7 +104,7 @@ def train_counting(recipe: str, *overrides: str, steps: int = BATCHES) -> list[t
     finally:
         wandb.finish()  # as the end of a `regkit fit` process would
     assert window.batches == BATCHES
-    return counter.events
+    return counter.events, str(cli.trainer.progress_bar_callback.train_progress_bar.postfix)
 
 
 def batches_with_syncs(events: list[tuple[int, str, str]]) -> set[int]:
@@ -122,13 +123,13 @@ CASES = {
 @pytest.mark.parametrize("task", list(CASES))
 def test_recipe_defaults_sync_only_at_the_logging_interval(task: str) -> None:
     recipe, overrides, steps = CASES[task]
-    events = train_counting(recipe, *overrides, steps=steps)
+    events, shown = train_counting(recipe, *overrides, steps=steps)
     logging_batches = {b for b in range(1, BATCHES + 1) if b % LOG_EVERY == 0}
     outside = [e for e in events if e[0] not in logging_batches]
     assert not outside, f"{task}: host-device syncs outside the logging interval: {outside}"
     # The counter sees the conversions that logging does make (so it is not blind).
     assert batches_with_syncs(events) == logging_batches, events
-
+    assert "loss=" in shown  # the progress bar still shows the losses
 
 class ItemPerStep(Classifier):
     """A classifier with the mistake the test exists to catch: a Python float of the loss per step."""
@@ -140,7 +141,7 @@ class ItemPerStep(Classifier):
 
 
 def test_counter_catches_an_item_per_step() -> None:
-    events = train_counting(
+    events, _ = train_counting(
         "mlp_dropout.yaml", "--data.init_args.limit_train", "3000",
         "--model.class_path", f"{__name__}.ItemPerStep",
     )

@@ -12,6 +12,21 @@ from torch import nn
 from regkit.spec import ConstraintSpec, PenaltySpec
 
 
+def logging_due(trainer: Optional[L.Trainer]) -> bool:
+    """Whether the trainer writes this training batch's logged values to its loggers: every
+    ``log_every_n_steps`` training batches (Lightning's rule), every batch under ``fast_dev_run``.
+
+    Tasks log training values only then: each ``self.log`` call costs Lightning's bookkeeping
+    (tens to hundreds of microseconds of Python), so logging values that no logger reads is pure
+    per-step overhead. Values logged at other steps would only ever be overwritten.
+    """
+    if trainer is None or trainer.fast_dev_run:
+        return True
+    every = trainer.log_every_n_steps
+    batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready  # including this batch
+    return bool(every) and batches % every == 0 or trainer.should_stop
+
+
 def save_recipe(task: L.LightningModule, **values: Any) -> None:
     """Save a task's recipe values (plain, so checkpoints load with ``weights_only``) as its
     hyperparameters, with its class under ``_class_path``, the key LightningCLI reads: so
@@ -31,7 +46,7 @@ class RegularizedTask(L.LightningModule):
         optimizer: optimizer class and arguments (``class_path: torch.optim.SGD``), called with the
             task's parameters.
         lr_scheduler: optional scheduler, called with the optimizer.
-        penalties: loss terms, each logged as ``train/penalty/<name>``.
+        penalties: loss terms, each logged as ``train/penalty/<name>`` (at the logging interval).
         constraints: weight projections applied after every optimizer step.
     """
 
@@ -63,9 +78,11 @@ class RegularizedTask(L.LightningModule):
     def penalty_loss(self, **context: Any) -> torch.Tensor:
         """Sum of all penalties on the model, each logged under its registry name."""
         total = torch.zeros((), device=self.device)
+        log = logging_due(self._trainer)
         for name, penalty in zip(self.penalty_names, self.penalties):
             value = penalty(self.regularized_model(), **context)
-            self.log(f"train/penalty/{name}", value, on_step=True, on_epoch=False)
+            if log:
+                self.log(f"train/penalty/{name}", value, on_step=True, on_epoch=False)
             total = total + value
         return total
 

@@ -11,7 +11,7 @@ from torchmetrics.text import Perplexity
 from regkit.mc_dropout import mc_dropout
 from regkit.networks.rnn import detach_state
 from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
+from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
 
 
 class LanguageModel(RegularizedTask):
@@ -102,10 +102,11 @@ class LanguageModel(RegularizedTask):
             self._state.pop("train", None)
         out = self._step("train", x)
         loss = self._loss(out.logits, y)
-        # No prog_bar: Lightning would read it as a float every step (a GPU sync);
-        # regkit's ProgressBar shows it at the logging interval.
-        self.log("train/loss", loss, batch_size=y.numel())
-        self.log("train/ppl", loss.detach().exp(), batch_size=y.numel())
+        if logging_due(self._trainer):
+            # No prog_bar: Lightning would read it as a float every step (a GPU sync);
+            # regkit's ProgressBar shows it at the logging interval.
+            self.log("train/loss", loss, batch_size=y.numel())
+            self.log("train/ppl", loss.detach().exp(), batch_size=y.numel())
         if len(self.penalties):
             loss = loss + self.penalty_loss(outputs=out.outputs, dropped_outputs=out.dropped_outputs, time_dim=1)
         return loss
