@@ -47,8 +47,9 @@ class Classifier(RegularizedTask):
         self.mc_samples = mc_samples
         metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
         self.val_acc, self.test_acc = metric(), metric()
-        # Training accuracy: a plain running count (a torchmetrics update costs ~10x more per step).
-        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        # Training accuracy: a plain running count (a torchmetrics update costs ~10x more per step);
+        # not a buffer, which DDP would overwrite with rank 0's count at every forward.
+        self.train_correct: Optional[torch.Tensor] = None
         self.train_seen = 0
         ece = lambda: torchmetrics.CalibrationError(task="multiclass", num_classes=num_classes)  # noqa: E731
         self.test_nll, self.test_ece = torchmetrics.MeanMetric(), ece()
@@ -67,7 +68,8 @@ class Classifier(RegularizedTask):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        self.train_correct += (logits.detach().argmax(1) == y).sum()  # logged once per epoch
+        correct = (logits.detach().argmax(1) == y).sum()  # logged once per epoch
+        self.train_correct = correct if self.train_correct is None else self.train_correct + correct
         self.train_seen += y.numel()
         if logging_due(self._trainer):
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
@@ -78,10 +80,9 @@ class Classifier(RegularizedTask):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if self.train_seen:
+        if self.train_correct is not None:
             self.log("train/acc", self.train_correct / self.train_seen, sync_dist=True)
-        self.train_correct.zero_()
-        self.train_seen = 0
+        self.train_correct, self.train_seen = None, 0
 
     def _evaluate(self, batch: Any, stage: str, metric: torchmetrics.Metric) -> torch.Tensor:
         x, y = batch
