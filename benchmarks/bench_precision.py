@@ -10,7 +10,6 @@ instructions (AVX-512 BF16 / AMX, see the machine's flags); without them it is u
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_overhead import S1_NETWORK, Stamps, loader, mnist_batches  # noqa: E402
-from common import median_iqr, print_table, row  # noqa: E402
+from common import cpu_flags, median_iqr, print_table, row  # noqa: E402
 
 BENCHMARK = "precision"
 PRECISIONS = ("32-true", "bf16-mixed")
-
-
-def cpu_flags() -> str:
-    """The CPU's bf16-related instruction-set flags (from /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "?"
-    wanted = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return " ".join(wanted) or "no avx512/amx"
 
 
 def classifier() -> Any:
@@ -61,10 +49,10 @@ def timed_fit(task: Any, data: Any, steps: int, precision: str) -> Stamps:
 
     class StampCallback(L.Callback):
         def on_train_batch_start(self, *args: Any) -> None:
-            stamps.starts.append(time.perf_counter())
+            stamps.start()
 
         def on_train_batch_end(self, *args: Any) -> None:
-            stamps.end = time.perf_counter()
+            stamps.stop()
 
     trainer = L.Trainer(
         accelerator="auto", devices=1, max_steps=steps, precision=precision, logger=False,

@@ -127,6 +127,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> str:
+    """The CPU's vector and bf16 instruction-set flags that decide bf16 speed (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "?"
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512/amx"
+
+
 def machine_info() -> dict[str, str]:
     """What a reader needs to compare figures: CPU, cores, threads, GPU, OS and library versions."""
     import lightning
@@ -134,6 +145,7 @@ def machine_info() -> dict[str, str]:
     info = {
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "cpu": cpu_model(),
+        "cpu flags (vector / bf16)": cpu_flags(),
         "cores (os.cpu_count)": str(os.cpu_count()),
         "cores usable (sched_getaffinity)": str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "?",
         "torch threads": str(torch.get_num_threads()),

@@ -210,7 +210,8 @@ def write_results(results: list[dict], info: dict[str, str], args: argparse.Name
     out += [quality_section(), gpu_section(results)]
     if args.chart_written:
         chart = os.path.relpath(args.chart.resolve(), args.out.resolve().parent)
-        out += ["## Chart", "", f"![speed-up over baseline per benchmark]({chart})", ""]
+        scope = f" (the benchmarks of the last run only: {', '.join(args.only)})" if args.only else ""
+        out += ["## Chart", "", f"![speed-up over baseline per benchmark]({chart}){scope}", ""]
     return "\n".join(out)
 
 

@@ -21,8 +21,9 @@ leaves G alone, the G step leaves D's parameters alone), which is what raises DD
 "parameters that were not used in producing the loss" error. The task therefore runs each backward
 under ``no_sync()`` and all-reduces (averages) the gradients of the optimizer about to step itself,
 in one flat buffer per step: plain ``strategy=ddp`` works, no ``find_unused_parameters`` needed.
-Measured against DDP's own bucketed reduction (``find_unused_parameters=True``, overlapping the
-backward) on 2 CPU processes, the flat buffer is as fast (``benchmarks/bench_gan_ddp.py``).
+Against DDP's own bucketed reduction (``find_unused_parameters=True``, overlapping the backward,
+but also reducing the idle network's zero buckets) on 2 CPU processes the flat buffer was not
+slower (``benchmarks/bench_gan_ddp.py``; results in benchmarks/RESULTS.md), so it stays.
 
 Batch norm under DDP (policy): G has batch norm, D by default does not. Batch statistics are per
 process unless ``--trainer.sync_batchnorm true`` (SyncBatchNorm, all processes' batches together).
