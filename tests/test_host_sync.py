@@ -131,6 +131,7 @@ def test_recipe_defaults_sync_only_at_the_logging_interval(task: str) -> None:
     assert batches_with_syncs(events) == logging_batches, events
     assert "loss=" in shown  # the progress bar still shows the losses
 
+
 class ItemPerStep(Classifier):
     """A classifier with the mistake the test exists to catch: a Python float of the loss per step."""
 
