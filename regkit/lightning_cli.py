@@ -67,7 +67,8 @@ def subcommand_description(subcommand: str, summary: str) -> str:
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Saves the resolved recipe beside the run and logs it to every logger (W&B run config)."""
+    """Saves the resolved recipe beside the run and logs it to every logger (W&B run config),
+    with the precision that actually ran (``16-mixed`` on CPU runs as ``bf16-mixed``)."""
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         config = self.parser.dump(self.config, skip_none=False, format="yaml")
@@ -76,7 +77,7 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         resolved = yaml.safe_load(config)
         for logger in trainer.loggers:
             if isinstance(logger, Logger):
-                logger.log_hyperparams({"recipe": resolved})
+                logger.log_hyperparams({"recipe": resolved, "precision_used": str(trainer.precision)})
 
 
 class RegkitCLI(LightningCLI):
