@@ -38,7 +38,7 @@ CASES = {
         "--model.init_args.network.embedding_dim", "32", "--trainer.limit_val_batches", "2",
         "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3),
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
-                         "--model.init_args.metrics", "false"], 30, 4),  # 2 steps (D and G) per batch
+                         "--model.init_args.metrics", "false"], 30, 4),  # 2 steps (D and G) per batch, 20 per epoch
 }
 SLOW = {"language_model", "gan"}  # the classifier's runs the default suite; `-m slow` runs all three
 
