@@ -73,7 +73,7 @@ def test_wandb_sweep_file_holds_the_same_grid(tmp_path):
     assert config["metric"] == {"name": "test/acc", "goal": "maximize"}
     assert config["parameters"][DROPOUT_NAME]["values"] == ["dropout", "null"]  # --KEY=null, not None
     assert config["parameters"]["seed_everything"]["values"] == [0, 1, 2]
-    assert config["command"] == ["regkit", "fit", *TINY, "${args}"]
+    assert config["command"] == ["regkit", "fit", *TINY[:2], "${args}", *TINY[2:]]  # recipe, grid point, options
 
 
 def _compare(out: Path, *extra: str) -> subprocess.CompletedProcess:
