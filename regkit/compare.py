@@ -202,20 +202,8 @@ def curve(rows: list[dict[str, float]], metric: str) -> list[tuple[float, float]
 # ---------------------------------------------------------------- running
 
 
-def run_folder_args(run_dir: Path) -> list[str]:
-    """Options that make ``regkit fit`` write into ``run_dir``."""
-    import importlib.util
-
-    if importlib.util.find_spec("regkit.runs") is not None:
-        return ["--run_dir", str(run_dir)]
-    # TODO(claims): drop this branch once the run-folder work (--run_dir, metrics.csv) is in main
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": str(run_dir), "name": "", "version": ""}}
-    return ["--trainer.logger", json.dumps(logger), "--checkpoint.dirpath", str(run_dir / "checkpoints")]
-
-
 def fit_command(run: Run, passthrough: list[str]) -> list[str]:
-    return [sys.executable, "-m", "regkit", "fit", *run.fit_args(passthrough), *run_folder_args(run.run_dir)]
+    return [sys.executable, "-m", "regkit", "fit", *run.fit_args(passthrough), "--run_dir", str(run.run_dir)]
 
 
 def identity(run: Run, passthrough: list[str]) -> dict[str, Any]:
