@@ -104,10 +104,16 @@ def _verdict(parts: list[str]) -> str:
 
 def verdict_s1(rows: dict) -> str:
     none, drop, maxn = "config=mlp_no_dropout", "config=mlp_dropout", "config=mlp_dropout_maxnorm"
-    return _verdict([
+    text = _verdict([
         _versus(rows, drop, none, "test/acc", False, ("dropout", "no dropout")),
         _versus(rows, maxn, drop, "test/acc", False, ("dropout + max-norm", "dropout alone")),
     ])
+    (m1, _, n1), (m2, _, n2) = _stats(rows, maxn, "test/acc"), _stats(rows, drop, "test/acc")
+    if n1 and n2 and abs(m1 - m2) < 1e-9:
+        text += (" With and without max-norm the runs are identical: at this learning rate and budget no "
+                 "unit's weights reached the bound, so the constraint never acted (the paper's claim is "
+                 "about the large learning rates it makes usable).")
+    return text
 
 
 def _find(rows: dict, word: str) -> str:
@@ -251,7 +257,7 @@ def _missing(claim: Claim, budget: str, finished: int) -> str:
     planned = planned_runs(claim, budget)
     if finished >= planned:
         return f"all {planned} planned runs finished"
-    return f"{planned - finished} of the {planned} planned runs did not finish in this session"
+    return f"{planned - finished} of the {planned} planned runs are missing (not run or not finished in this session)"
 
 
 def budget_note(claim: Claim, budget: str) -> str:
