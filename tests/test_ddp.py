@@ -67,7 +67,7 @@ def test_classifier_ddp_bf16_reduces_metrics_and_checkpoint_reloads(tmp_path: Pa
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         correct = (model(x).argmax(-1) == y).float()
     full, rank0_only = correct.mean().item(), correct[0::2].mean().item()
-    assert abs(full - rank0_only) > 0.01  # otherwise this test could not tell the two apart
+    assert abs(full - rank0_only) > 0.005  # otherwise this test could not tell the two apart (tolerance below: 0.003)
     assert metrics["val/acc"] == pytest.approx(full, abs=1.5 / 500)  # bf16: at most a near-tie flips
     assert 0.3 < full  # it learned something in two steps
 
