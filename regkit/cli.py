@@ -69,9 +69,28 @@ def list_command(argv: list[str]) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    argv, local_plugins = _pop_plugins(list(sys.argv[1:] if argv is None else argv))
+    """The ``regkit`` command. Bad input (a recipe value, a file, a plugin) ends with a two-line
+    report naming the key and exit code 2 (regkit/reporting.py); ``REGKIT_DEBUG=1`` shows the
+    traceback instead."""
+    from regkit.errors import RegkitError
+    from regkit.reporting import debug, print_error, subcommand_of
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args)
+    except RegkitError as err:
+        if debug():
+            raise
+        print_error(str(err), subcommand_of(args))
+        return 2
+
+
+def _main(argv: list[str]) -> int:
+    from regkit import input_files, reporting
+
+    argv, local_plugins = _pop_plugins(argv)
     for plugin in local_plugins:
-        registry.load_module(os.path.abspath(plugin) if os.path.exists(plugin) else plugin)
+        input_files.load_plugin(plugin)
     if argv and argv[0] == "compare":
         from regkit.compare import main as compare
 
@@ -83,6 +102,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
     from regkit import warnings_filter
+
+    reporting.current_subcommand = reporting.subcommand_of(argv)
+    input_files.check_recipe_files(argv)
     from regkit.lightning_cli import RegkitCLI
 
     warnings_filter.install()

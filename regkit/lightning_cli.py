@@ -11,19 +11,20 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 import lightning as L
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
-from jsonargparse import DefaultHelpFormatter
 
-from regkit import registry, runs
+from regkit import input_files, registry, runs, validation
 from regkit.callbacks.predictions import PredictionWriter
 from regkit.callbacks.progress_bar import ProgressBar
 from regkit.callbacks.resume import ExactResume
 from regkit.errors import in_short
 from regkit.overrides import merge_component_overrides
 from regkit.report import final_metrics, summarize_run
+from regkit.reporting import ShortErrorParser
 from regkit.spec import invalid_specs
 
 USAGE = "regkit [-h] [--plugins FILE_OR_MODULE[,...]] {fit,validate,test,predict,list,compare} ..."
@@ -88,9 +89,12 @@ class RegkitCLI(LightningCLI):
         self.argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
         self.run_info: dict[str, Any] = {}
         self.ckpt_request: Optional[str] = None
+        # Recipes load with the duplicate-key check; no abbreviated options (`--trainer.max_epoch 3` is
+        # a typo, not max_epochs). Given to each subcommand too: per-subcommand kwargs replace the main ones.
+        strict = {"parser_mode": input_files.install_yaml_loader(), "allow_abbrev": False}
         kwargs.setdefault("parser_kwargs", {
-            "description": DESCRIPTION, "prog": "regkit", "formatter_class": HelpFormatter,
-            **{sub: {"description": subcommand_description(sub, _first_line(getattr(L.Trainer, sub)))}
+            "description": DESCRIPTION, "prog": "regkit", "formatter_class": HelpFormatter, **strict,
+            **{sub: {"description": subcommand_description(sub, _first_line(getattr(L.Trainer, sub))), **strict}
                for sub in ("fit", "validate", "test", "predict")},
         })
         super().__init__(
@@ -101,6 +105,7 @@ class RegkitCLI(LightningCLI):
             save_config_callback=LoggerSaveConfigCallback,
             seed_everything_default=0,
             auto_configure_optimizers=False,
+            parser_class=ShortErrorParser,
             args=args,
             run=run,
             **kwargs,
@@ -112,6 +117,7 @@ class RegkitCLI(LightningCLI):
         if isinstance(args, dict) or hasattr(args, "as_dict"):
             self.config = parser.parse_object(args)
             report_invalid_components(parser, self.config)
+            check_parsed_recipe(self.config)
             self.take_ckpt_request()
             return
         args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
@@ -120,6 +126,7 @@ class RegkitCLI(LightningCLI):
             report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
         self.config = parser.parse_args(args)
         report_invalid_components(parser, self.config)
+        check_parsed_recipe(self.config)
         self.take_ckpt_request()
 
     def take_ckpt_request(self) -> None:
@@ -206,7 +213,10 @@ class RegkitCLI(LightningCLI):
         return trainer
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        # Any constructor error is bad input reported against the key of the failing class.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        with validation.reported_against_keys(config):
+            super().instantiate_classes()
         # Only now, with every class built, does the run folder appear.
         if self.run_info and not self.trainer.fast_dev_run:
             Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
@@ -350,3 +360,29 @@ def with_csv_logger(logger: Any, run_dir: Optional[str]) -> Any:
     return loggers
 
 
+
+
+def check_parsed_recipe(config: Any) -> None:
+    """Checks before anything from the recipe or checkpoint is built or imported (issue #12)."""
+    subcommand = config.get("subcommand")
+    config = config[subcommand] if subcommand else config
+    input_files.check_checkpoint(config.get("ckpt_path"))
+    validation.check_config(config)
+
+
+def default_checkpoint_dir(config: Any) -> str:
+    """``<logger save_dir or runs>/checkpoints/<run name>``: the same for every rerun of a recipe
+    (so ``--ckpt_path last`` finds the previous run's last.ckpt) and for every DDP process."""
+    logger = config.get("trainer", {}).get("logger")
+    if isinstance(logger, list):
+        logger = logger[0] if logger else None
+    init = {}
+    if logger is not None and not isinstance(logger, bool):
+        init = dict(logger.get("init_args") or {}) if hasattr(logger, "get") else {}
+    save_dir = init.get("save_dir") or "runs"
+    name = init.get("name") or init.get("project")
+    if not name:
+        model = config.get("model")
+        class_path = model.get("class_path", "") if hasattr(model, "get") else ""
+        name = registry.snake_case(class_path.rsplit(".", 1)[-1]) if class_path else "regkit"
+    return os.path.join(str(save_dir), "checkpoints", str(name))

@@ -130,3 +130,10 @@ class WandbLogger(_LightningWandbLogger):
         # anonymous setting has no effect" (wandb/wandb#10909); regkit never sets it.
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
+
+    @property
+    def experiment(self) -> Any:
+        # The folder is made when the run starts, not in __init__: constructors write nothing.
+        if self.save_dir:
+            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+        return super().experiment

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from regkit.attention import record_attention
 from regkit.runs import run_dir
+from regkit.validation import check
 
 
 def plot_attention_maps(inputs: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "", max_maps: int = 4) -> Any:
@@ -88,6 +89,7 @@ class AttentionMaps(L.Callback):
         log_wandb: bool = True,
     ) -> None:
         super().__init__()
+        check(locals(), positive="num_samples every_n_epochs max_maps")
         self.num_samples, self.every_n_epochs, self.max_maps = num_samples, every_n_epochs, max_maps
         self.dirpath, self.log_wandb = dirpath, log_wandb
         self.inputs: Optional[torch.Tensor] = None

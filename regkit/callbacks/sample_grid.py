@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from regkit.runs import run_dir
+from regkit.validation import check
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -62,6 +63,7 @@ class SampleGrid(L.Callback):
         dirpath: Optional[str] = None,
     ) -> None:
         super().__init__()
+        check(locals(), positive="num_samples nrow every_n_epochs")
         self.num_samples, self.nrow, self.every_n_epochs = num_samples, nrow, every_n_epochs
         self.seed, self.dirpath = seed, dirpath
         self.noise: Optional[torch.Tensor] = None

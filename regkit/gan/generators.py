@@ -9,6 +9,7 @@ from torch import nn
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec
+from regkit.validation import check
 
 
 def upsampling_plan(image_size: int, min_size: int = 4) -> tuple[int, int]:
@@ -66,6 +67,7 @@ class DCGANGenerator(_Generator):
         activation: Activation = "relu",
     ) -> None:
         super().__init__()
+        check(locals(), positive="latent_dim image_size channels width")
         self.latent_dim = latent_dim
         self.image_shape = (channels, image_size, image_size)
         start, stages = upsampling_plan(image_size)
@@ -117,6 +119,7 @@ class MLPGenerator(_Generator):
         activation: Activation = "leaky_relu",
     ) -> None:
         super().__init__()
+        check(locals(), positive="latent_dim image_size channels hidden")
         self.latent_dim = latent_dim
         self.image_shape = (channels, image_size, image_size)
         layers: list[nn.Module] = []

@@ -12,6 +12,8 @@ from regkit.layouts import FEATURES, SEQUENCE
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
+from regkit.validation import check
+
 
 class SequenceNorm(nn.Module):
     """The network's norm slot on (N, L, E) sequences.
@@ -116,6 +118,7 @@ class AttentionClassifier(nn.Module):
         causal: bool = False,
     ) -> None:
         super().__init__()
+        check(locals(), positive="in_features max_len d_model num_heads num_layers ff_dim out_features pool_heads", rate="attn_dropout pool_dropout")
         self.max_len = max_len
         self.embed = nn.Linear(in_features, d_model)
         self.position = nn.Parameter(torch.zeros(1, max_len, d_model))

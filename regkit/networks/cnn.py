@@ -10,6 +10,7 @@ from regkit.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
+from regkit.validation import check
 
 
 @register("network", "small_cnn")
@@ -45,6 +46,7 @@ class SmallCNN(nn.Module):
         dropout: Optional[RegularizerSpec] = None,
     ) -> None:
         super().__init__()
+        check(locals(), positive="in_channels channels image_size hidden out_features")
         layers: list[nn.Module] = []
         width, size = in_channels, image_size
         for ch in channels:

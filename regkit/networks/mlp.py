@@ -10,6 +10,7 @@ from regkit.layouts import FEATURES
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
 from regkit.spec import NormSpec, RegularizerSpec
+from regkit.validation import check
 
 BlockPart = Literal["norm", "act", "dropout"]
 
@@ -45,6 +46,7 @@ class MLP(nn.Module):
         order: list[BlockPart] = ["norm", "act", "dropout"],
     ) -> None:
         super().__init__()
+        check(locals(), positive="in_features hidden out_features")
         if sorted(order) != sorted(set(order)):
             raise ValueError(f"order lists a part twice: {order}")
         layers: list[nn.Module] = [

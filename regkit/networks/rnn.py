@@ -32,6 +32,7 @@ from regkit.registry import register
 from regkit.regularizers.dropout import check_rate
 from regkit.regularizers.recurrent import RecurrentDropout
 from regkit.spec import RegularizerSpec
+from regkit.validation import check
 
 Cell = Literal["lstm", "gru", "rnn"]
 Mode = Literal["fused", "cell_loop"]
@@ -74,6 +75,7 @@ class RecurrentStack(nn.Module):
         bidirectional: bool = False,
     ) -> None:
         super().__init__()
+        check(locals(), positive="input_size hidden_size num_layers", rate="recurrent_dropout")
         if cell not in FUSED:
             raise ValueError(f"cell must be one of {sorted(FUSED)}, got {cell!r}")
         if num_layers < 1:
@@ -254,6 +256,7 @@ class RNNLanguageModel(nn.Module):
         init_range: float = 0.1,
     ) -> None:
         super().__init__()
+        check(locals(), positive="vocab_size embedding_dim hidden_size num_layers", rate="recurrent_dropout", non_negative="init_range")
         if tie_weights and hidden_size != embedding_dim:
             raise ValueError(f"tie_weights needs hidden_size == embedding_dim, got {hidden_size} and {embedding_dim}")
         self.vocab_size = vocab_size
@@ -332,6 +335,7 @@ class RNNClassifier(nn.Module):
         recurrent_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check(locals(), positive="vocab_size num_classes embedding_dim hidden_size num_layers", rate="recurrent_dropout")
         if pooling not in ("last", "mean", "max"):
             raise ValueError(f"pooling must be last, mean or max, got {pooling!r}")
         self.pooling, self.padding_idx, self.bidirectional = pooling, padding_idx, bidirectional

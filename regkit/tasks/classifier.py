@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from regkit.mc_dropout import mc_predict
 from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
+from regkit.validation import check
 
 
 class Classifier(RegularizedTask):
@@ -38,6 +39,7 @@ class Classifier(RegularizedTask):
         mc_samples: int = 0,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
+        check(locals(), positive="num_classes", non_negative="mc_samples")
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)

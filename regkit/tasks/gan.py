@@ -50,6 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 from regkit.gan.ema import EMA
 from regkit.spec import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.tasks.base import logging_due, save_recipe
+from regkit.validation import check
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -94,6 +95,7 @@ class GAN(L.LightningModule):
         feature_classifier: Optional[str] = None,
     ) -> None:
         super().__init__()
+        check(locals(), positive="n_critic", fraction="ema_decay")
         self.automatic_optimization = False
         generator = GeneratorSpec.parse(generator)
         discriminator = DiscriminatorSpec.parse(discriminator)

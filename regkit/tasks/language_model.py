@@ -12,6 +12,7 @@ from regkit.mc_dropout import mc_dropout
 from regkit.networks.rnn import detach_state
 from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
+from regkit.validation import check
 
 
 class LanguageModel(RegularizedTask):
@@ -44,6 +45,7 @@ class LanguageModel(RegularizedTask):
         mc_samples: int = 0,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
+        check(locals(), non_negative="mc_samples")
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)

@@ -1,0 +1,112 @@
+"""How regkit reports bad input: two lines and exit code 2, no traceback, no page of usage.
+
+::
+
+    usage: regkit fit [--config RECIPE] [--KEY VALUE ...]   (regkit fit --help lists every key)
+    regkit fit: error: model.init_args.network.hidden: must be > 0, got [1024, -1024]
+
+The last line always names the YAML key (or the file) and what is wrong. ``REGKIT_DEBUG=1`` shows
+jsonargparse's full message or the Python traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import NoReturn, Optional
+
+from lightning.pytorch.cli import LightningArgumentParser
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def debug() -> bool:
+    """``REGKIT_DEBUG=1`` (any value but empty or 0) asks for full messages and tracebacks."""
+    return os.environ.get("REGKIT_DEBUG", "") not in ("", "0")
+
+
+def print_error(message: str, subcommand: Optional[str] = None) -> None:
+    """The two lines of every bad-input report, on stderr."""
+    prog = f"regkit {subcommand}" if subcommand else "regkit"
+    usage = f"{prog} [--config RECIPE] [--KEY VALUE ...]" if subcommand else "regkit {fit,validate,test,predict,list} ..."
+    print(f"usage: {usage}   ({prog} --help lists every key)", file=sys.stderr)
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def subcommand_of(argv: list[str]) -> Optional[str]:
+    """The subcommand of a regkit command line (the first word that is one)."""
+    return next((a for a in argv if a in SUBCOMMANDS), None)
+
+
+# The subcommand being parsed, set by regkit.cli.main, so a parse error names it.
+current_subcommand: Optional[str] = None
+
+
+_KEY = re.compile(r'Parser key "([^"]+)"')
+_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+    "Problem with given class_path",
+    "In short:",
+)
+
+
+def summarize_parse_error(message: str) -> Optional[str]:
+    """``model.init_args.network.dropout: unknown regularizer 'dropuot'; did you mean 'dropout'?``
+
+    Walks the indentation of a nested jsonargparse message, keeping the path of ``Parser key``
+    lines, and returns the deepest concrete error with its dotted key; None if none is found.
+    """
+    stack: list[tuple[int, str]] = []
+    best: Optional[tuple[int, str, str]] = None
+    for raw in message.splitlines():
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        text = line.strip().removeprefix("- ").removeprefix("error: ")
+        if text.startswith("Problem with given class_path"):
+            stack.append((indent, "init_args"))
+            continue
+        keys = _KEY.findall(text)
+        if keys:  # a context line: its children hold the concrete error
+            stack.extend((indent, key) for key in keys)
+            continue
+        leaf = re.sub(r"^Not of type \w+: ", "", text).strip()
+        if not leaf or leaf.endswith(":") or any(leaf.startswith(n) for n in _NOISE):
+            continue
+        path = ".".join(seg for _, seg in stack)
+        if best is None or path.count(".") > best[0]:
+            best = (path.count("."), path, leaf.rstrip(":"))
+    if best is None:
+        return None
+    leaf = best[2]
+    given = re.findall(r"Given value: (.+)", message)
+    if given and len(given[-1]) <= 60 and given[-1] not in leaf:
+        leaf += f", got {given[-1].strip()}"
+    return f"{best[1]}: {leaf}" if best[1] else leaf
+
+
+class ShortErrorParser(LightningArgumentParser):
+    """Lightning's parser; a parse error prints :func:`print_error`'s two lines (the key and what is
+    wrong) instead of the usage page and jsonargparse's nested report, unless ``REGKIT_DEBUG=1``."""
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+        if not self.exit_on_error or debug():
+            super().error(message, ex)
+        summary = summarize_parse_error(message)
+        if summary is None:
+            lines = [line.strip() for line in message.splitlines() if line.strip()]
+            summary = lines[-1] if lines else message
+        print_error(summary, current_subcommand or _subcommand_in(self.prog))
+        sys.exit(2)
+
+
+def _subcommand_in(prog: str) -> Optional[str]:
+    words = prog.split()
+    return words[-1] if words and words[-1] in SUBCOMMANDS else None
