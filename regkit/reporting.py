@@ -103,8 +103,23 @@ class ShortErrorParser(LightningArgumentParser):
         if summary is None:
             lines = [line.strip() for line in message.splitlines() if line.strip()]
             summary = lines[-1] if lines else message
+        unknown = re.findall(r"--([\w.]+)", summary) if "nrecognized arguments" in summary else []
+        if unknown:
+            summary += self._close_matches(unknown[0])
         print_error(summary, current_subcommand or _subcommand_in(self.prog))
         sys.exit(2)
+
+
+    def _close_matches(self, key: str) -> str:
+        """``; did you mean --trainer.max_epochs?`` for an unknown option, from the parser's keys."""
+        import difflib
+
+        try:
+            keys = [k for k in self.get_defaults().keys() if k not in ("config", "subcommand")]
+        except Exception:  # never fail while reporting an error
+            return ""
+        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
+        return ("; did you mean " + " or ".join(f"--{k}" for k in close) + "?") if close else ""
 
 
 def _subcommand_in(prog: str) -> Optional[str]:

@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import math
 import numbers
+import warnings
 from typing import Any, Iterator, Mapping, Optional
 
 from regkit.errors import RegkitError
@@ -175,9 +176,17 @@ def _check_optimizers(config: Any) -> None:
     for key, cls, init_args in schedulers:
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         try:
-            cls(optimizer, **init_args)
+            scheduler = cls(optimizer, **init_args)
+            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # stepping before any optimizer step is the point here
+                    for _ in range(2):  # some arguments fail only when the rate is first computed (T_max: 0)
+                        scheduler.step()
+                lrs = scheduler.get_last_lr()
+                if not all(math.isfinite(lr) and lr >= 0 for lr in lrs):
+                    raise ValueError(f"the learning rate becomes {lrs}")
         except (ValueError, TypeError, ZeroDivisionError) as err:
-            raise BadInput(f"{cls.__name__}: {type(err).__name__}: {err}", key) from err
+            raise BadInput(f"{cls.__name__}: {describe(err)}", key) from err
 
 
 # ---------------------------------------------------------------------------------------------
