@@ -196,9 +196,14 @@ def _check_optimizers(config: Any) -> None:
 def _class_keys(config: Any) -> dict[type, list[str]]:
     """Every class a recipe names (``class_path`` nodes and registry component specs), with the keys
     that hold its arguments."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     keys: dict[type, list[str]] = {}
     for key, cls, _ in _class_nodes(config):
         keys.setdefault(cls, []).append(f"{key}.init_args")
+    keys.setdefault(Trainer, []).append("trainer")  # argument groups, not class_path nodes
+    keys.setdefault(ModelCheckpoint, []).append("checkpoint")
 
     def specs(value: Any, key: str) -> None:
         if hasattr(value, "as_dict") and not isinstance(value, type):
