@@ -23,8 +23,8 @@ import math
 import os
 import re
 import shlex
-import shutil
 import signal
+import shutil
 import statistics
 import subprocess
 import sys

@@ -24,6 +24,7 @@ import yaml
 from regkit.spec import invalid_specs, to_config
 
 
+
 def _dotted_options(args: list[str]) -> list[tuple[int, int, str, str]]:
     """``(start, end, key, raw value)`` of every ``--a.b.c value`` / ``--a.b.c=value`` that may reach
     inside a component: three or more keys, not counting ``init_args``."""
