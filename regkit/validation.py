@@ -165,7 +165,7 @@ def _check_optimizers(config: Any) -> None:
     ``configure_optimizers``, after the run started."""
     import torch
 
-    nodes = list(_class_nodes(config))
+    nodes: list[tuple[str, Any, dict[str, Any]]] = list(_class_nodes(config))
     optimizers = [(k, c, a) for k, c, a in nodes if issubclass(c, torch.optim.Optimizer)]
     schedulers = [(k, c, a) for k, c, a in nodes if issubclass(c, torch.optim.lr_scheduler.LRScheduler)]
     for key, cls, init_args in optimizers:

@@ -10,7 +10,6 @@ to check what a user's terminal sees.
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import os
 import sys

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -31,7 +31,8 @@ def idx_shape(path: Path) -> tuple[int, ...]:
         raise BadInput(f"{path} is not an IDX file (bad header)", "data_dir")
     shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     if path.suffix != ".gz":
-        expected = 4 + 4 * ndim + int(np.prod(shape)) * np.dtype(_DTYPES[head[2]]).itemsize
+        dtype: Any = _DTYPES[head[2]]
+        expected = 4 + 4 * ndim + int(np.prod(shape)) * np.dtype(dtype).itemsize
         size = path.stat().st_size
         if size != expected:
             raise BadInput(
