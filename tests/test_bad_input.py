@@ -172,7 +172,7 @@ CASES = [
     Case("gan-betas", GAN, {"model.init_args.g_optimizer.init_args.betas": [1.5, 0.999]}, expect=("g_optimizer",)),
     Case("gan-d-lr-inf", GAN, {"model.init_args.d_optimizer.init_args.lr": float("inf")}, expect=("lr", "inf")),
     Case("gan-samples-negative", GAN, {"trainer.callbacks.0.init_args.num_samples": -1}, expect=("num_samples",)),
-    Case("gan-checkpoint-arg-typo", GAN, {"trainer.callbacks.1.init_args.save_lats": True}, expect=("save_lats",)),
+    Case("gan-checkpoint-arg-typo", GAN, args=["--checkpoint.save_lats=true"], expect=("save_lats", "save_last")),
     # --- CNN ----------------------------------------------------------------------------------
     Case("cnn-channel-zero", CNN, {f"{NET}.channels": [16, 0]}, expect=("channels",)),
     Case("cnn-image-size-zero", CNN, {f"{NET}.image_size": 0}, expect=("image_size",)),
