@@ -181,7 +181,11 @@ def test_regkit_test_rebuilds_the_task_from_the_checkpoint(tmp_path):
                      "--test_after_fit", "false", "--model.init_args.network.hidden", "[32]", *quick)
     assert fit.returncode == 0, fit.stderr[-3000:]
     ckpt = next(tmp_path.rglob("last.ckpt"))
-    test = run_regkit("test", "--config", recipe, "--ckpt_path", str(ckpt), "--model.init_args.network.hidden", "[8]",
+    # a recipe with another width (options given on the command line would apply over the checkpoint)
+    narrow = tmp_path / "narrow.yaml"
+    narrow.write_text(Path(recipe).read_text().replace("hidden: [1024, 1024]", "hidden: [8]"))
+    assert narrow.read_text() != Path(recipe).read_text()
+    test = run_regkit("test", "--config", str(narrow), "--ckpt_path", str(ckpt),
                       "--trainer.limit_test_batches", "1", *quick)
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/acc" in test.stdout
