@@ -208,7 +208,7 @@ class RegkitCLI(LightningCLI):
         trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger})
         run_dir = self.run_info.get("run_dir")
         for callback in trainer.checkpoint_callbacks:  # the recipe's own ModelCheckpoint too
-            if run_dir and getattr(callback, "dirpath", None) is None:
+            if run_dir and isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = os.path.join(run_dir, "checkpoints")
         return trainer
 
@@ -218,7 +218,7 @@ class RegkitCLI(LightningCLI):
         with validation.reported_against_keys(config):
             super().instantiate_classes()
         # Only now, with every class built, does the run folder appear.
-        if self.run_info and not self.trainer.fast_dev_run:
+        if self.run_info and not getattr(self.trainer, "fast_dev_run", False):
             Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
 
     def after_fit(self) -> None:
@@ -352,11 +352,13 @@ def with_csv_logger(logger: Any, run_dir: Optional[str]) -> Any:
     """The configured loggers plus a CSVLogger writing ``<run dir>/metrics.csv`` (none if logging is off)."""
     from lightning.pytorch.loggers import CSVLogger
 
+    from regkit.loggers import RunCSVLogger
+
     if logger is False or run_dir is None:
         return logger
     loggers = [] if logger in (None, True) else list(logger) if isinstance(logger, (list, tuple)) else [logger]
     if not any(isinstance(lg, CSVLogger) for lg in loggers):
-        loggers.append(CSVLogger(run_dir, name="", version=""))
+        loggers.append(RunCSVLogger(run_dir))
     return loggers
 
 

@@ -1,11 +1,14 @@
 """Weights & Biases logging, offline unless you are logged in."""
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
 
@@ -137,3 +140,34 @@ class WandbLogger(_LightningWandbLogger):
         if self.save_dir:
             Path(self.save_dir).mkdir(parents=True, exist_ok=True)
         return super().experiment
+
+
+class RunCSVLogger(CSVLogger):
+    """Lightning's CSVLogger writing ``metrics.csv`` and ``hparams.yaml`` straight into a run folder.
+
+    Lightning's writer warns and deletes an existing ``metrics.csv`` whenever its folder is not
+    empty. A run folder always holds ``config.yaml`` by then, and a resumed run (``--ckpt_path
+    last``) its earlier metrics: this logger keeps those rows (the new ones are appended after them)
+    and so has nothing to warn about.
+    """
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__(run_dir, name="", version="")
+        self._earlier_rows_kept = False
+
+    @property
+    def experiment(self) -> Any:
+        if self._earlier_rows_kept:
+            return super().experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        earlier: list[dict[str, Any]] = []
+        if path.is_file():
+            with path.open(newline="") as file:
+                earlier = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+            writer = super().experiment
+        if earlier and isinstance(getattr(writer, "metrics", None), list):  # rank 0's writer
+            writer.metrics[:0] = earlier  # written back, with the new rows, at the next save
+        self._earlier_rows_kept = True
+        return writer

@@ -38,7 +38,7 @@ def curve_keys(rows: list[dict[str, float]]) -> list[list[str]]:
     """Panels: the losses (train/val), then each task metric logged for validation (acc, ppl, fid, ...)
     with its training counterpart when there is one."""
     keys = {k.removesuffix("_epoch").removesuffix("_step") for row in rows for k in row}
-    panels = [[k for k in ("train/loss", "val/loss") if k in keys]]
+    panels: list[list[str]] = [[k for k in ("train/loss", "val/loss") if k in keys]]
     for key in sorted(k for k in keys if k.startswith("val/") and k != "val/loss"):
         train = "train/" + key.split("/", 1)[1]
         panels.append([k for k in (train, key) if k in keys])
@@ -85,7 +85,7 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
 def summarize_run(trainer: L.Trainer, run: dict[str, Any], metrics: Optional[dict[str, float]] = None) -> None:
     """On rank 0, after fit: write curves.png and print the final validation / test metrics and
     where the run's files are."""
-    if not trainer.is_global_zero or trainer.fast_dev_run or not run:
+    if not trainer.is_global_zero or getattr(trainer, "fast_dev_run", False) or not run:
         return
     folder = run_dir(trainer)
     csv_logger = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
@@ -94,7 +94,7 @@ def summarize_run(trainer: L.Trainer, run: dict[str, Any], metrics: Optional[dic
         csv_logger.save()
     curves = plot_curves(metrics_csv, folder / "curves.png") if metrics_csv and metrics_csv.is_file() else None
     lines = ["", f"run folder:   {folder}"]
-    checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+    checkpoint = next((cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, ModelCheckpoint)), None)
     if checkpoint is not None:
         if checkpoint.best_model_path:
             lines.append(f"best ckpt:    {checkpoint.best_model_path}")

@@ -26,10 +26,6 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 WARNING_LINE = re.compile(r"^.*(?:\.py:\d+: |wandb: WARNING|💡 Tip|\bWarning: |^WARNING\b).*$", re.M)
 # Lines allowed anyway, each with its reason. Kept visible to users on purpose, to be fixed at the source:
 ALLOWED: list[tuple[str, str]] = [
-    (r"csv_logs\.py:\d+: Experiment logs directory .* exists and is not empty",
-     "the CSVLogger writes into the run folder, which already holds config.yaml when it starts; on "
-     "--ckpt_path last Lightning deletes the earlier metrics.csv, so this one must stay visible until "
-     "regkit/runs.py gives the CSV its own empty place or keeps the old rows"),
 ]
 
 # A few steps of everything a default run does: sanity check, training, validation (metrics,

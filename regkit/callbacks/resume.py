@@ -10,16 +10,17 @@ from typing import Any, Optional
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 def rng_state() -> dict[str, Any]:
     """torch (CPU and every CUDA device), numpy and Python RNG states as tensors and plain values, so
     the checkpoint still loads with ``torch.load(weights_only=True)``."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
     }
@@ -78,7 +79,7 @@ class ExactResume(L.Callback):
         if trainer.ckpt_path is None:
             return
         for callback in trainer.checkpoint_callbacks:  # a resumed run keeps writing its own last.ckpt
-            if getattr(callback, "save_last", False) and getattr(callback, "dirpath", None):
+            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
                 if not callback.last_model_path and os.path.isfile(last_path(callback)):
                     callback.last_model_path = last_path(callback)
 
@@ -102,10 +103,10 @@ class ExactResume(L.Callback):
         ``stopping``: the batch that reaches ``max_steps``; Lightning still runs the epoch-end hooks
         after it, where a ModelCheckpoint may save this step again as a finished epoch (whose resume
         would skip the epoch's remaining batches), so this state is put back at the end of training."""
-        if self.saved_step == trainer.global_step or trainer.fast_dev_run:
+        if self.saved_step == trainer.global_step or getattr(trainer, "fast_dev_run", False):
             return
         for callback in trainer.checkpoint_callbacks:
-            if getattr(callback, "save_last", False) and getattr(callback, "dirpath", None):
+            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
                 path = last_path(callback)
                 callback.last_model_path = path  # its own next save overwrites this file, no last-v1
                 trainer.save_checkpoint(path)

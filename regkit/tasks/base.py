@@ -20,9 +20,9 @@ def logging_due(trainer: Optional[L.Trainer]) -> bool:
     (tens to hundreds of microseconds of Python), so logging values that no logger reads is pure
     per-step overhead. Values logged at other steps would only ever be overwritten.
     """
-    if trainer is None or trainer.fast_dev_run:
+    if trainer is None or getattr(trainer, "fast_dev_run", False):
         return True
-    every = trainer.log_every_n_steps
+    every = getattr(trainer, "log_every_n_steps", 1)
     batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready  # including this batch
     return bool(every) and batches % every == 0 or trainer.should_stop
 
