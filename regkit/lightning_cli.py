@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
@@ -220,6 +222,9 @@ class RegkitCLI(LightningCLI):
         # Only now, with every class built, does the run folder appear.
         if self.run_info and not getattr(self.trainer, "fast_dev_run", False):
             Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
+        if self.run_info.get("resume"):  # a resumed run continues beside its own checkpoints, as intended
+            checkpoints = re.escape(os.path.join(self.run_info["run_dir"], "checkpoints"))
+            warnings.filterwarnings("ignore", message=f"Checkpoint directory .*{checkpoints} exists and is not empty")
 
     def after_fit(self) -> None:
         metrics = final_metrics(self.trainer)  # validation's, before test replaces them
