@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -35,3 +37,26 @@ def run_regkit(*args: str, timeout: float = 600, env: dict[str, str] | None = No
         timeout=timeout,
         env=full_env,
     )
+
+
+def slot_masks(model: nn.Module, cls: type, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each ``cls`` module's noise in one training pass of ``model``: its linear response
+    ``f(x + 1) - f(x)`` to the input it got, under one seed."""
+    seen: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [
+        m.register_forward_hook(lambda m, args, out: seen.append((m, args[0].detach())))
+        for m in model.modules() if isinstance(m, cls)
+    ]
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    masks = []
+    for i, (m, inp) in enumerate(seen):
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(i)
+            base = m(inp + 3.0)
+            torch.manual_seed(i)
+            masks.append(m(inp + 4.0) - base)
+    return masks

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import regkit
 from regkit.attention import (
@@ -21,6 +20,11 @@ from regkit.attention import (
     record_attention,
 )
 from regkit.spec import AttentionSpec, NetworkSpec, RegularizerSpec
+
+try:  # pytest puts tests/ on sys.path
+    from conftest import slot_masks
+except ImportError:  # pragma: no cover
+    from tests.conftest import slot_masks
 
 try:
     from conftest import RECIPES, run_regkit
@@ -385,29 +389,6 @@ def test_mc_dropout_samples_attention_dropout_but_not_squeeze_excitation() -> No
     assert not stochastic_modules(SqueezeExcitation(8))
 
 
-def _slot_masks(model: nn.Module, cls: type, x: torch.Tensor) -> list[torch.Tensor]:
-    """Each ``cls`` module's noise in one training pass of ``model``: its linear response
-    ``f(x + 1) - f(x)`` to the input it got, under one seed."""
-    seen: list[tuple[nn.Module, torch.Tensor]] = []
-    hooks = [
-        m.register_forward_hook(lambda m, args, out: seen.append((m, args[0].detach())))
-        for m in model.modules() if isinstance(m, cls)
-    ]
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    masks = []
-    for i, (m, inp) in enumerate(seen):
-        with torch.random.fork_rng(), torch.no_grad():
-            torch.manual_seed(i)
-            base = m(inp + 3.0)
-            torch.manual_seed(i)
-            masks.append(m(inp + 4.0) - base)
-    return masks
-
-
 def test_attention_classifier_variational_dropout_is_locked_over_positions():
     """(N, L, E) activations were read as time-first: one mask for the whole batch, new at every step."""
     from regkit.regularizers.recurrent import VariationalDropout
@@ -416,7 +397,7 @@ def test_attention_classifier_variational_dropout_is_locked_over_positions():
     model = regkit.build("network", "attention_classifier", in_features=8, max_len=6, d_model=16, num_heads=2,
                          num_layers=1, ff_dim=16, out_features=3,
                          dropout=RegularizerSpec.parse({"name": "variational_dropout", "p": 0.5}))
-    masks = [m for m in _slot_masks(model, VariationalDropout, torch.randn(8, 6, 8)) if m.dim() == 3]
+    masks = [m for m in slot_masks(model, VariationalDropout, torch.randn(8, 6, 8)) if m.dim() == 3]
     assert len(masks) == 4  # embeddings, attention output, feed-forward hidden and output
     for mask in masks:
         assert (mask - mask[:, :1]).abs().max() < 1e-4, "one mask per sequence, the same at every position"

@@ -14,6 +14,11 @@ from regkit.mc_dropout import mc_dropout
 from regkit.regularizers.recurrent import EmbeddingDropout, VariationalDropout, WeightDrop, weight_drop
 from regkit.spec import RegularizerSpec
 
+try:  # pytest puts tests/ on sys.path
+    from conftest import slot_masks
+except ImportError:  # pragma: no cover
+    from tests.conftest import slot_masks
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
@@ -304,29 +309,6 @@ def test_rnn_classifier_pools_and_ignores_padding() -> None:
     assert bi(tokens).shape == (2, 3)
 
 
-def _slot_masks(model: nn.Module, cls: type, x: torch.Tensor) -> list[torch.Tensor]:
-    """Each ``cls`` module's noise in one training pass of ``model``: its linear response
-    ``f(x + 1) - f(x)`` to the input it got, under one seed."""
-    seen: list[tuple[nn.Module, torch.Tensor]] = []
-    hooks = [
-        m.register_forward_hook(lambda m, args, out: seen.append((m, args[0].detach())))
-        for m in model.modules() if isinstance(m, cls)
-    ]
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    masks = []
-    for i, (m, inp) in enumerate(seen):
-        with torch.random.fork_rng(), torch.no_grad():
-            torch.manual_seed(i)
-            base = m(inp + 3.0)
-            torch.manual_seed(i)
-            masks.append(m(inp + 4.0) - base)
-    return masks
-
-
 def test_rnn_spatial_dropout_drops_channels_over_time():
     """Keras' SpatialDropout1D on (N, T, C): one draw per sequence and channel, shared over T (the
     slot read T as the channel axis and dropped whole time steps)."""
@@ -335,6 +317,6 @@ def test_rnn_spatial_dropout_drops_channels_over_time():
     torch.manual_seed(0)
     model = regkit.build("network", "rnn_lm", vocab_size=20, embedding_dim=16, hidden_size=16,
                          input_dropout=RegularizerSpec.parse({"name": "spatial_dropout", "p": 0.5}))
-    (mask,) = _slot_masks(model, SpatialDropout, torch.randint(20, (8, 7)))
+    (mask,) = slot_masks(model, SpatialDropout, torch.randint(20, (8, 7)))
     assert (mask - mask[:, :1]).abs().max() < 1e-4
     assert (mask - mask[:, :, :1]).abs().max() > 0.5
