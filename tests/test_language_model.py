@@ -11,6 +11,7 @@ import torch
 
 from regkit.data.ptb import EOS, BPTTWindows, PTBDataModule, batchify, load_corpus, shard
 from regkit.tasks import LanguageModel
+from regkit.validation import BadInput
 
 try:
     from conftest import RECIPES, run_regkit
@@ -53,8 +54,8 @@ def test_data_dir_is_read_and_windows_shift_by_one(tmp_path: Path) -> None:
 
 def test_missing_files_are_named(tmp_path: Path) -> None:
     _write_ptb(tmp_path, which=("train",))
-    with pytest.raises(FileNotFoundError) as err:
-        PTBDataModule(data_dir=str(tmp_path)).setup("fit")
+    with pytest.raises(BadInput) as err:  # found when the data module is built, before any run starts
+        PTBDataModule(data_dir=str(tmp_path))
     assert "ptb.valid.txt" in str(err.value) and "ptb.test.txt" in str(err.value)
     assert "lacks ptb.train.txt" not in str(err.value)
 
