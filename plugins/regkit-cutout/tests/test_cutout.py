@@ -96,5 +96,5 @@ def test_example_recipe_trains(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    # with no logger the run is named after the task
-    assert (tmp_path / "runs" / "checkpoints" / "classifier" / "last.ckpt").is_file()
+    # even with no logger the run has its own folder, runs/<recipe>/<run id>/
+    assert len(list(tmp_path.glob(f"runs/{RECIPE.stem}/*/checkpoints/last.ckpt"))) == 1
