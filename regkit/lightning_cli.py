@@ -375,21 +375,3 @@ def check_parsed_recipe(config: Any) -> None:
     config = config[subcommand] if subcommand else config
     input_files.check_checkpoint(config.get("ckpt_path"))
     validation.check_config(config)
-
-
-def default_checkpoint_dir(config: Any) -> str:
-    """``<logger save_dir or runs>/checkpoints/<run name>``: the same for every rerun of a recipe
-    (so ``--ckpt_path last`` finds the previous run's last.ckpt) and for every DDP process."""
-    logger = config.get("trainer", {}).get("logger")
-    if isinstance(logger, list):
-        logger = logger[0] if logger else None
-    init = {}
-    if logger is not None and not isinstance(logger, bool):
-        init = dict(logger.get("init_args") or {}) if hasattr(logger, "get") else {}
-    save_dir = init.get("save_dir") or "runs"
-    name = init.get("name") or init.get("project")
-    if not name:
-        model = config.get("model")
-        class_path = model.get("class_path", "") if hasattr(model, "get") else ""
-        name = registry.snake_case(class_path.rsplit(".", 1)[-1]) if class_path else "regkit"
-    return os.path.join(str(save_dir), "checkpoints", str(name))
