@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 from pathlib import Path
@@ -162,11 +163,24 @@ def check_checkpoint(ckpt_path: Any) -> None:
     """
     if not isinstance(ckpt_path, (str, os.PathLike)) or is_ckpt_keyword(str(ckpt_path)):
         return
-    import torch
+    trusted_hyperparameters(str(ckpt_path))
 
+
+def trusted_hyperparameters(ckpt_path: str) -> dict[str, Any]:
+    """The task hyperparameters of a checkpoint after the checks of :func:`check_checkpoint` (safe
+    load, a state_dict, only trusted class paths), read once per file version."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise BadInput(f"{str(ckpt_path)!r}: {'is a directory' if path.is_dir() else 'no such file'}", "ckpt_path")
+    stat = path.stat()
+    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_trusted(ckpt_path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    import torch
+
+    path = Path(ckpt_path)
     try:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -181,6 +195,7 @@ def check_checkpoint(ckpt_path: Any) -> None:
         raise BadInput(f"{str(ckpt_path)!r} is not a Lightning checkpoint (it has no state_dict)", "ckpt_path")
     for field in ("hyper_parameters", "datamodule_hyper_parameters"):
         check_trusted_hparams(ckpt.get(field) or {}, f"ckpt_path {str(ckpt_path)!r}")
+    return dict(ckpt.get("hyper_parameters") or {})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -308,12 +308,11 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
 def checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> dict[str, Any]:
     """The task arguments to take from the checkpoint: its saved hyperparameters (the task it was
     trained as) except those given on the command line, which apply over them."""
-    import torch
-
     model = config.get("model")
     if "*" in explicit or model is None or not hasattr(model, "get") or model.get("init_args") is None:
         return {}
-    hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+    # Read through the trust check: a resolved `last`/`auto` checkpoint never passed --ckpt_path's check.
+    hparams = dict(input_files.trusted_hyperparameters(str(ckpt_path)))
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
     if class_path and not same_class(class_path, str(model.get("class_path"))):
