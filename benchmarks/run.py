@@ -161,7 +161,9 @@ def previous_sections(path: Path) -> dict[str, str]:
 
 
 def write_results(results: list[dict], info: dict[str, str], args: argparse.Namespace, seconds: float) -> str:
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    repeats = os.environ.get("REGKIT_BENCH_REPEATS")  # the overhead benchmark's repeats, when set
+    command = (f"REGKIT_BENCH_REPEATS={repeats} " if repeats else "") + "python benchmarks/run.py"
+    command += " --quick" if args.quick else ""
     command += "".join(f" --only {n}" for n in args.only or [])
     command += f" --threads {args.threads}" if args.threads else ""
     load = info.get("load average (1/5/15 min)", "?")
