@@ -22,6 +22,15 @@ UPSTREAM_WARNINGS: list[tuple[str, type[Warning], str, str]] = [
         "shown on machines with more than 2 cores; regkit's data modules hold their tensors in "
         "memory, where loader workers add start-up cost and nothing else (num_workers stays settable)",
     ),
+    (
+        r"Your `IterableDataset` has `__len__` defined",
+        Warning,
+        r"lightning\.pytorch\.utilities\.data",
+        "Lightning warns about every iterable dataset with a length, for the case of several loader "
+        "workers; regkit's PTB windows are iterable (so Lightning inserts no DistributedSampler: each "
+        "process reads its own slice in order) and read without workers, and the exact length is what "
+        "lets Lightning resume at an epoch boundary and show a total",
+    ),
 ]
 
 # Informational notices Lightning logs (not warnings): (logger name, message start, text in it).

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,30 +14,40 @@ import torch
 
 from conftest import RECIPES, run_regkit
 
-THROTTLE = """
-import time
+KILLER = """
+import os
+import signal
+
 import lightning as L
 
 
-class Throttle(L.Callback):
-    \"\"\"Slow each training step down so the test can kill the run in the middle.\"\"\"
+class KillAt(L.Callback):
+    \"\"\"SIGKILL this process when the first batch after global step ``step`` starts: a crash right
+    after the checkpoint of that step was written (no teardown, no final checkpoint).\"\"\"
 
-    def on_train_batch_end(self, *args, **kwargs) -> None:
-        time.sleep(0.3)
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 """
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--trainer.max_epochs", "100"]
-# recipe, tiny-budget arguments, steps of the whole run (crossing epoch boundaries), checkpoint interval
+# recipe, tiny-budget arguments, steps of the whole run (crossing epoch boundaries), checkpoint
+# interval, and the steps to kill at: one mid-epoch, one at an epoch's last batch (whose checkpoint
+# Lightning restarts from at the next epoch)
 CASES = {
     "classifier": ("mlp_dropout.yaml", ["--model.init_args.network.hidden", "[64]", "--data.init_args.limit_train", "1280",
-                                        "--trainer.limit_val_batches", "2", "--test_after_fit", "false"], 16, 3),
+                                        "--trainer.limit_val_batches", "2", "--test_after_fit", "false"],
+                   16, 2, [6, 10]),  # 10 batches per epoch
     "language_model": ("lstm_ptb_variational.yaml", [
         "--data.init_args.limit_train_tokens", "8000", "--model.init_args.network.hidden_size", "32",
         "--model.init_args.network.embedding_dim", "32", "--trainer.limit_val_batches", "2",
-        "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3),
+        "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3, [6, 12]),  # 12 windows per epoch
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
-                         "--model.init_args.metrics", "false"], 30, 4),  # 2 steps (D and G) per batch, 20 per epoch
+                         "--model.init_args.metrics", "false"], 30, 4, [8, 20]),  # 2 steps (D and G) per batch, 20 per epoch
 }
 SLOW = {"language_model", "gan"}  # the classifier's runs the default suite; `-m slow` runs all three
 
@@ -47,64 +56,53 @@ def checkpoint(path: Path) -> dict:
     return torch.load(path, weights_only=True)  # plain data only, no pickled regkit objects
 
 
-def kill_after_checkpoint(args: list[str], last_glob: str, tmp_path: Path, at_least: int) -> Path:
-    """Start ``regkit fit``, SIGKILL it once its last.ckpt holds step >= ``at_least``; the checkpoint."""
-    (tmp_path / "throttle.py").write_text(THROTTLE)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def killed_at(args: list[str], step: int, run_dir: str, tmp_path: Path) -> Path:
+    """Run ``regkit fit`` until it SIGKILLs itself after step ``step``; its last.ckpt."""
+    (tmp_path / "killer.py").write_text(KILLER)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(tmp_path)}
     env.pop("WANDB_SERVICE", None)
-    run = subprocess.Popen([sys.executable, "-m", "regkit.cli", *args, "--trainer.callbacks+=throttle.Throttle"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    last, step, deadline = None, 0, time.monotonic() + 400
-    try:
-        while step < at_least:
-            assert run.poll() is None, f"the run ended before it was killed:\n{run.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.3)
-            last = last or next(tmp_path.glob(last_glob), None)
-            try:
-                step = checkpoint(last)["global_step"] if last is not None else 0
-            except Exception:  # caught while being written: look again
-                step = 0
-    finally:
-        run.send_signal(signal.SIGKILL)  # a crash: no teardown, no final checkpoint
-        run.wait()
-    assert run.returncode == -signal.SIGKILL and last is not None
-    return last
+    run = subprocess.run([sys.executable, "-m", "regkit.cli", *args, "--run_dir", run_dir,
+                          "--trainer.callbacks+=killer.KillAt", f"--trainer.callbacks.init_args.step={step}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+    return tmp_path / run_dir / "checkpoints" / "last.ckpt"
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES])
-def test_killed_run_resumes_with_bit_identical_weights(case: str, tmp_path: Path) -> None:
-    """SIGKILL after a mid-training checkpoint, ``--ckpt_path last``: the final weights, optimizer
-    state and step equal an uninterrupted run's exactly (RNG states, data position, TBPTT state,
-    the GAN's step counter and EMA are all in the checkpoint), in the same run folder and W&B run."""
-    recipe, extra, steps, every = CASES[case]
-    name = recipe.removesuffix(".yaml")
-    args = ["fit", "--config", str(RECIPES / recipe), *extra, *QUIET, "--checkpoint.every_n_train_steps", str(every),
-            "--trainer.max_steps", str(steps)]
-    whole = run_regkit(*args, "--run_dir", "uninterrupted")
-    assert whole.returncode == 0, whole.stderr[-3000:]
-
-    last = kill_after_checkpoint(args, f"runs/{name}/*/checkpoints/last.ckpt", tmp_path, at_least=2 * every)
-    k = checkpoint(last)["global_step"]
-    assert 0 < k < steps and k % every == 0
-
-    resumed = run_regkit(*args, "--ckpt_path", "last")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Restoring states from the checkpoint path at {last.relative_to(tmp_path)}" in resumed.stdout + resumed.stderr
-    assert [p.parent.parent for p in tmp_path.glob(f"runs/{name}/*/checkpoints/last.ckpt")] == [last.parent.parent]
-
-    a, b = checkpoint(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt"), checkpoint(last)
-    assert a["global_step"] == b["global_step"] == steps
+def assert_same_training_state(a: dict, b: dict) -> None:
+    assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"]
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
         for state_a, state_b in zip(opt_a["state"].values(), opt_b["state"].values()):
             assert all(torch.equal(torch.as_tensor(state_a[k]), torch.as_tensor(state_b[k])) for k in state_a)
-    # the same W&B run continued: both offline run folders carry the run folder's id
-    folders = list((last.parent.parent / "wandb").glob("offline-run-*"))
-    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(.+)", p.name).group(1) for p in folders}  # type: ignore[union-attr]
-    assert len(folders) == 2 and ids == {last.parent.parent.name}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES])
+def test_killed_run_resumes_with_bit_identical_weights(case: str, tmp_path: Path) -> None:
+    """SIGKILL after a checkpoint (mid-epoch, and at an epoch's last batch), ``--ckpt_path last``:
+    the final weights, optimizer state, step and epoch equal an uninterrupted run's exactly (RNG
+    states, data position, TBPTT state, the GAN's step counter and EMA are all in the checkpoint),
+    in the same run folder and W&B run."""
+    recipe, extra, steps, every, kills = CASES[case]
+    args = ["fit", "--config", str(RECIPES / recipe), *extra, *QUIET, "--checkpoint.every_n_train_steps", str(every),
+            "--trainer.max_steps", str(steps)]
+    whole = run_regkit(*args, "--run_dir", "uninterrupted")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    uninterrupted = checkpoint(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt")
+    assert uninterrupted["global_step"] == steps
+
+    for k in kills:
+        last = killed_at(args, k, f"killed_at_{k}", tmp_path)
+        assert checkpoint(last)["global_step"] == k
+        resumed = run_regkit(*args, "--run_dir", f"killed_at_{k}", "--ckpt_path", "last")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert f"Restoring states from the checkpoint path at {last.relative_to(tmp_path)}" in resumed.stdout + resumed.stderr
+        assert_same_training_state(uninterrupted, checkpoint(last))
+        # the same W&B run continued: both offline run folders carry the run folder's id
+        folders = list((tmp_path / f"killed_at_{k}" / "wandb").glob("offline-run-*"))
+        ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(.+)", p.name).group(1) for p in folders}  # type: ignore[union-attr]
+        assert len(folders) == 2 and len(ids) == 1, folders
 
 
 def test_recipe_yaml_cannot_run_code(tmp_path: Path) -> None:
@@ -130,3 +128,26 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "weights_only" in proc.stderr or "Unsupported global" in proc.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_ddp_resume_restores_every_process_rng_and_ends_bit_identical(tmp_path: Path) -> None:
+    """Two CPU processes: each process's RNG streams are in the checkpoint, so after stopping at step
+    4 and resuming, both ranks draw the masks they would have drawn and the weights end identical."""
+    args = ["fit", "--config", str(RECIPES / "mlp_dropout.yaml"), "--model.init_args.network.hidden", "[64]",
+            "--data.init_args.limit_train", "2048", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    whole = run_regkit(*args, "--trainer.max_steps", "12", "--run_dir", "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    first = run_regkit(*args, "--trainer.max_steps", "4", "--run_dir", "parts")  # mid-epoch (8 steps/epoch)
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = checkpoint(tmp_path / "parts" / "checkpoints" / "last.ckpt")
+    per_rank = saved["callbacks"]["ExactResume"]["rng_per_rank"]
+    assert len(per_rank) == 2
+    rest = run_regkit(*args, "--trainer.max_steps", "12", "--run_dir", "parts", "--ckpt_path", "last")
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    a, b = checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt"), checkpoint(tmp_path / "parts" / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 12
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 
@@ -60,12 +61,13 @@ class ExactResume(L.Callback):
     It also keeps ``last.ckpt`` the latest state when training stops: at the batch that reaches
     ``max_steps`` (mid-epoch too) and, for any other stop, when training ends.
 
-    The RNG states are the saving process's (rank 0's): a single-process run resumes bit-exactly;
-    under DDP the other ranks continue with their own fresh streams.
+    Under DDP every process's RNG states are gathered into the checkpoint (``rng_per_rank``) and
+    each process gets its own back when resumed with the same number of processes.
     """
 
     def __init__(self) -> None:
         self.to_restore: Optional[dict[str, Any]] = None
+        self.per_rank: Optional[list[dict[str, Any]]] = None
         self.saved_step: Optional[int] = None
         self.stop_copies: dict[str, str] = {}
 
@@ -74,6 +76,7 @@ class ExactResume(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.to_restore = state_dict.get("rng")
+        self.per_rank = state_dict.get("rng_per_rank")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.ckpt_path is None:
@@ -91,12 +94,19 @@ class ExactResume(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         # Here, not on load: sanity-check validation and loader setup between loading and the first
         # batch would otherwise draw from the restored streams.
+        if self.per_rank is not None and len(self.per_rank) == trainer.world_size:
+            self.to_restore = self.per_rank[trainer.global_rank]
         if self.to_restore is not None:
             set_rng_state(self.to_restore)
-            self.to_restore = None
+        self.to_restore = self.per_rank = None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.saved_step = checkpoint.get("global_step")
+        # Every process builds the checkpoint (rank 0 writes it): gather all processes' streams.
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            states: list[Any] = [None] * trainer.world_size
+            dist.all_gather_object(states, rng_state())
+            checkpoint.get("callbacks", {}).get(self.state_key, {})["rng_per_rank"] = states
 
     def save_last(self, trainer: L.Trainer, stopping: bool = False) -> None:
         """Write ``last.ckpt`` of every ModelCheckpoint that keeps one, unless this step is saved.
@@ -117,9 +127,15 @@ class ExactResume(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        # The epoch's last batch: a checkpoint from here on resumes at the start of the next epoch
+        # (Lightning restarts there without announcing the epoch, so the loader must know it).
+        epoch_done = batch_idx + 1 >= trainer.num_training_batches
         for loader in train_loaders(trainer):
             if hasattr(loader, "trained"):
-                loader.trained = batch_idx + 1
+                if epoch_done and hasattr(loader, "finish_epoch"):
+                    loader.finish_epoch()
+                else:
+                    loader.trained = batch_idx + 1
         if 0 < trainer.max_steps <= trainer.global_step:  # training stops here, perhaps mid-epoch
             self.save_last(trainer, stopping=True)
 

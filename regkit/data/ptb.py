@@ -115,8 +115,9 @@ class BPTTWindows(IterableDataset):
     """Consecutive windows ``(inputs, targets)`` of ``(N, <= bptt)`` tokens over a batchified stream;
     targets are the inputs shifted by one token. Iterated in order: the task carries its state.
 
-    No ``__len__``: Lightning warns about any iterable dataset with one (its length could be wrong
-    with several loader workers); the progress bar then counts steps without a total."""
+    Its length is exact (it is read by one process, without loader workers), so Lightning knows where
+    an epoch ends: the progress bar shows a total and a checkpoint taken at an epoch's last window
+    resumes at the next epoch instead of running an empty one."""
 
     def __init__(self, data: torch.Tensor, bptt: int) -> None:
         super().__init__()
@@ -127,6 +128,9 @@ class BPTTWindows(IterableDataset):
     @property
     def num_windows(self) -> int:
         return math.ceil((self.data.size(1) - 1) / self.bptt)
+
+    def __len__(self) -> int:
+        return self.num_windows
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cols = self.data.size(1)
@@ -207,4 +211,8 @@ class PTBDataModule(L.LightningDataModule):
         return self._loader("valid")
 
     def test_dataloader(self) -> ResumableDataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> ResumableDataLoader:
+        """The test stream, as in test (``regkit predict`` scores every test token)."""
         return self._loader("test")

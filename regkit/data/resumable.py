@@ -49,6 +49,10 @@ class ResumableDataLoader(DataLoader):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def finish_epoch(self) -> None:
+        """The epoch's last batch was trained on: the state is now "the next epoch, from its start"."""
+        self.epoch, self.trained = self.epoch + 1, 0
+
     def state_dict(self) -> dict[str, int]:
         # ``trained`` (batches trained on, set by ExactResume after each batch) rather than the
         # batches handed out: Lightning fetches one batch ahead from a loader without a length.
