@@ -219,6 +219,16 @@ def _fit(model, steps=1, **trainer_kw):
     return trainer
 
 
+def test_predict_generates_one_sample_per_image_and_scores_both():
+    model = GAN(metrics=False)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (out,) = trainer.predict(model, DataLoader(TensorDataset(_images(8)), batch_size=8))
+    assert out["samples"].shape == (8, 1, 28, 28)
+    assert 0 <= out["samples"].min() and out["samples"].max() <= 1 and out["samples"].std() > 0
+    assert out["d_real"].shape == out["d_fake"].shape == (8,)
+    assert not torch.equal(out["d_real"], out["d_fake"])
+
+
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
 def test_one_training_step_updates_d_then_g_and_only_their_own_parameters(loss):
     model = RecordingGAN(discriminator={"name": "dcgan_discriminator", "dropout": "dropout"}, loss=loss,

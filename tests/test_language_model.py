@@ -115,6 +115,22 @@ def test_short_ptb_run_perplexity_falls() -> None:
     assert math.isfinite(test["test/mc_ppl"]) and abs(math.log(test["test/mc_ppl"] / test["test/ppl"])) < 0.3
 
 
+def test_predict_scores_every_test_token_and_agrees_with_test_perplexity() -> None:
+    """predict's per-token nll, in corpus order, averages to the perplexity test reports."""
+    L.seed_everything(0)
+    dm = PTBDataModule(batch_size=4, eval_batch_size=4, bptt=10, limit_train_tokens=400)
+    model = _tiny_model(mc_samples=2)
+    test = _trainer(limit_test_batches=5).test(model, dm, verbose=False)[0]
+    (out,) = [_trainer(limit_predict_batches=5).predict(model, dm)]
+    targets = torch.cat([o["targets"] for o in out])
+    nll = torch.cat([o["nll"] for o in out])
+    assert targets.shape == nll.shape == (50, 4)  # (tokens per stream, streams)
+    assert torch.equal(targets.T.flatten(), dm.streams["test"][:, 1:51].flatten())  # corpus order
+    assert math.isclose(nll.mean().exp().item(), test["test/ppl"], rel_tol=1e-4)
+    mc_nll = torch.cat([o["mc_nll"] for o in out])
+    assert (mc_nll > 0).all() and not torch.equal(mc_nll, nll)
+
+
 def test_vocab_mismatch_is_reported(tmp_path: Path) -> None:
     _write_ptb(tmp_path)
     dm = PTBDataModule(data_dir=str(tmp_path), batch_size=2, eval_batch_size=1, bptt=2)

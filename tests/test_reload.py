@@ -28,11 +28,12 @@ def test_checkpoint_of_every_recipe_reloads_through_the_cli(recipe: Path, tmp_pa
     fit = run_regkit("fit", *config, *tiny_data(recipe), *TINY, "--test_after_fit", "false", env=plugin_env)
     assert fit.returncode == 0, fit.stderr[-3000:]
     (ckpt,) = tmp_path.glob(f"runs/{recipe.stem}/*/checkpoints/last.ckpt")
-    model = yaml.safe_load(recipe.read_text())["model"]["class_path"]
-    commands = ["validate", "test"] + (["predict"] if model.endswith("Classifier") else [])
-    for command in commands:
+    for command in ["validate", "test", "predict"]:
         proc = run_regkit(command, *config, *tiny_data(recipe), *TINY, "--ckpt_path", str(ckpt), env=plugin_env)
         assert proc.returncode == 0, f"{command}: {proc.stderr[-3000:]}"
+    (written,) = ckpt.parent.parent.glob("predict-*/predictions.pt")
+    predictions = torch.load(written, weights_only=True)
+    assert predictions and all(v.shape[0] > 0 for v in predictions.values())
     more = run_regkit("fit", *config, *tiny_data(recipe), *TINY[2:], "--trainer.max_steps", "4",
                       "--test_after_fit", "false", "--ckpt_path", str(ckpt), env=plugin_env)
     assert more.returncode == 0, more.stderr[-3000:]

@@ -29,6 +29,9 @@ class PredictionWriter(BasePredictionWriter):
     For a classifier it holds ``probs`` (N, classes); with ``mc_samples`` T > 0 a dict of
     ``probs`` (mean of T passes), ``entropy`` (predictive entropy), ``variance`` and
     ``mutual_information`` (BALD: entropy minus expected entropy), each one row per example.
+    A language model writes per-token ``targets``, ``nll``, ``top1`` (see
+    :class:`regkit.tasks.LanguageModel`); a GAN ``samples``, ``d_real``, ``d_fake`` (see
+    :meth:`regkit.tasks.GAN.predict_step`).
     Under DDP each process writes ``predictions-rank<k>.pt`` with ``indices`` into the dataset.
 
     Args:

@@ -176,7 +176,7 @@ class GAN(L.LightningModule):
             for logger in self.loggers:
                 logger.log_hyperparams({"metric_keys": self.metric_descriptions()})
 
-    on_validation_start = on_test_start = _read_data_range
+    on_validation_start = on_test_start = on_predict_start = _read_data_range
 
     def metric_descriptions(self) -> dict[str, str]:
         """What each logged metric key measures (also in the W&B config as ``metric_keys``)."""
@@ -311,6 +311,19 @@ class GAN(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._report("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """One generated image per real image of the batch, and D's logits on both: ``samples``
+        (N, C, H, W) in [0, 1] from the sampling generator (EMA when there is one), ``d_real`` and
+        ``d_fake`` (N,), the discriminator's scores of the real images and of the samples."""
+        real = self.to_model_range(batch[0] if isinstance(batch, (list, tuple)) else batch)
+        n = real.shape[0]
+        samples = self.generate(self.generator.sample_latent(n, self.device))
+        return {
+            "samples": samples,
+            "d_real": self.discriminator(real).float().reshape(n),
+            "d_fake": self.discriminator((samples * 2 - 1).to(real.dtype)).float().reshape(n),
+        }
 
 
 def load_gan(ckpt: str | Path, map_location: str = "cpu") -> GAN:

@@ -33,6 +33,12 @@ class LanguageModel(RegularizedTask):
             ``test/mc_ppl`` is the perplexity of the mean of T stochastic passes' probabilities,
             each pass carrying its own recurrent state, logged next to the deterministic
             ``test/ppl``. Costs T extra forward passes per test window.
+
+    ``regkit predict`` scores the data module's predict stream (PTB: the test split), one dict of
+    ``(L, N)`` tensors, column n being the n-th of the N parallel streams (so ``t.T.flatten()`` is
+    the corpus order): ``targets`` (the next token), ``nll`` (its negative log-likelihood in nats;
+    ``nll.mean().exp()`` is the perplexity), ``top1`` (the most likely next token) and, with
+    ``mc_samples``, ``mc_nll`` under the mean of T stochastic passes.
     """
 
     def __init__(
@@ -98,6 +104,10 @@ class LanguageModel(RegularizedTask):
         for key in [k for k in self._state if k.startswith("test")]:
             del self._state[key]
 
+    def on_predict_epoch_start(self) -> None:
+        for key in [k for k in self._state if k.startswith("predict")]:
+            del self._state[key]
+
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         if batch_idx == 0:  # a new epoch starts from a zero state (a mid-epoch resume keeps its own)
@@ -122,6 +132,14 @@ class LanguageModel(RegularizedTask):
         self.log("val/ppl", self.val_ppl, prog_bar=True)
         return loss
 
+    def _mc_log_probs(self, key: str, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Log of the mean of ``mc_samples`` stochastic passes' probabilities, each pass with its own state."""
+        probs = torch.zeros_like(like, dtype=torch.float)
+        with mc_dropout(self.network):
+            for k in range(self.mc_samples):
+                probs += self._step(f"{key}_mc{k}", x).logits.float().softmax(-1)
+        return probs.div_(self.mc_samples).clamp_min_(1e-12).log_()
+
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         out = self._step("test", x)
@@ -130,11 +148,21 @@ class LanguageModel(RegularizedTask):
         self.log("test/loss", loss, sync_dist=True, batch_size=y.numel())
         self.log("test/ppl", self.test_ppl, prog_bar=True)
         if self.mc_samples:
-            probs = torch.zeros_like(out.logits, dtype=torch.float)
-            with mc_dropout(self.network):
-                for k in range(self.mc_samples):
-                    probs += self._step(f"test_mc{k}", x).logits.float().softmax(-1)
             # Perplexity applies a softmax: log-probabilities come back out unchanged.
-            self.mc_ppl(probs.div_(self.mc_samples).clamp_min_(1e-12).log_(), y)
+            self.mc_ppl(self._mc_log_probs("test", x, out.logits), y)
             self.log("test/mc_ppl", self.mc_ppl, prog_bar=True)
         return loss
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = self._step("predict", x).logits.float()
+        log_probs = logits.log_softmax(-1)
+        result = {
+            "targets": y.T,
+            "nll": -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).T,
+            "top1": logits.argmax(-1).T,
+        }
+        if self.mc_samples:
+            mc = self._mc_log_probs("predict", x, logits)
+            result["mc_nll"] = -mc.gather(-1, y.unsqueeze(-1)).squeeze(-1).T
+        return result
