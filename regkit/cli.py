@@ -94,6 +94,8 @@ def _main(argv: list[str]) -> int:
     if argv and argv[0] == "compare":
         from regkit.compare import main as compare
 
+        if local_plugins:  # every `regkit fit` that compare starts loads them too
+            os.environ["REGKIT_PLUGINS"] = ",".join(local_plugins)
         return compare(argv[1:])
     if argv and argv[0] == "list":
         try:

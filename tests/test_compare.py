@@ -131,3 +131,16 @@ def test_a_finished_run_is_reused_only_with_the_same_options_and_recipe_content(
     assert not compare.same_run(finished, run, [*passthrough, "--trainer.max_epochs", "2"])
     recipe.write_text("trainer: {max_epochs: 2}\n")
     assert not compare.same_run(finished, run, passthrough)
+
+
+@pytest.mark.slow
+def test_plugins_given_to_regkit_reach_every_fit_that_compare_starts(tmp_path):
+    example = ROOT / "examples" / "my_components.py"
+    argv = ["--plugins", str(example), "compare", "--vary", f"{DROPOUT}={{name: my_noise, sigma: 0.1}}",
+            "--seeds", "1", "--out", str(tmp_path / "cmp"), *TINY, "--trainer.max_epochs", "1"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("REGKIT_PLUGINS", None)
+    done = subprocess.run([sys.executable, "-m", "regkit", *argv], capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "cmp").glob("runs/*/seed*/compare.json")]
+    assert result["status"] == "ok"
