@@ -1,0 +1,107 @@
+"""Host-device synchronisation per training step: every task's recipe (classifier, language model,
+GAN, attention) trains 20 batches as ``regkit fit`` would (W&B offline, progress bar, checkpointing),
+logging every 8 steps, under the conversion counter of ``tests/test_host_sync.py`` (a public
+``torch.overrides.TorchFunctionMode`` that records every tensor-to-Python conversion and every
+data-dependent output size). Goal: 0 conversions on the steps between logging intervals; the
+logging steps are counted too, to show the counter sees what logging does read.
+
+On a GPU each recipe also trains on the GPU under ``torch.cuda.set_sync_debug_mode("warn")``, whose
+warnings (each a synchronising CUDA call) are counted the same way. Without a GPU that row says
+"not measured". A count, not a time: the same on every machine.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+from common import print_table, row  # noqa: E402
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+BENCHMARK = "sync"
+
+
+def cpu_counts(task: str) -> tuple[int, int, int]:
+    """(conversions on ordinary steps, conversions on logging steps, logging steps) for ``task``."""
+    import test_host_sync as hs
+
+    recipe, overrides, steps = hs.CASES[task]
+    events, _ = hs.train_counting(recipe, *overrides, steps=steps)
+    logging = {b for b in range(1, hs.BATCHES + 1) if b % hs.LOG_EVERY == 0}
+    outside = sum(1 for batch, _, _ in events if batch not in logging)
+    return outside, len(events) - outside, len(logging)
+
+
+def gpu_counts(task: str) -> tuple[int, int]:
+    """(synchronising CUDA calls on ordinary steps, on logging steps) under sync debug mode "warn"."""
+    import test_host_sync as hs
+    import wandb
+
+    from regkit.lightning_cli import RegkitCLI
+
+    recipe, overrides, steps = hs.CASES[task]
+    cli = RegkitCLI(args=["--config", str(hs.RECIPES / recipe), "--trainer.max_steps", str(steps),
+                          "--trainer.log_every_n_steps", str(hs.LOG_EVERY), "--trainer.num_sanity_val_steps", "0",
+                          "--trainer.accelerator", "gpu", "--trainer.devices", "1", *overrides], run=False)
+    counter = hs.HostSyncCounter()  # used only for its batch number (the mode is not entered)
+    cli.trainer.callbacks.insert(0, hs.BatchWindow(counter))
+    batches: list[int] = []
+    shown = warnings.showwarning
+
+    def record(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if counter.batch is not None and "synchroniz" in str(message).lower():
+            batches.append(counter.batch)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = record
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        warnings.showwarning = shown
+        wandb.finish()
+    logging = {b for b in range(1, hs.BATCHES + 1) if b % hs.LOG_EVERY == 0}
+    outside = sum(1 for b in batches if b not in logging)
+    return outside, len(batches) - outside
+
+
+def run(quick: bool = False) -> list[dict]:
+    import test_host_sync as hs
+
+    rows = []
+    note = f"{hs.BATCHES} training batches, logging every {hs.LOG_EVERY}; recipe defaults (W&B offline, bar, ckpt)"
+    for task in hs.CASES:
+        outside, at_logging, n_logging = cpu_counts(task)
+        goal = "goal 0: met" if outside == 0 else "goal 0: NOT met"
+        rows.append(row(BENCHMARK, f"{task}: conversions on steps between logging", "count (CPU counter)",
+                        outside, 0, note=f"{goal}; {note}"))
+        rows.append(row(BENCHMARK, f"{task}: conversions on the {n_logging} logging steps", "count (CPU counter)",
+                        at_logging, 0, note="what the loggers and the progress bar read"))
+        if torch.cuda.is_available():
+            outside, at_logging = gpu_counts(task)
+            rows.append(row(BENCHMARK, f"{task}: synchronising CUDA calls between logging steps",
+                            "count (sync debug mode)", outside, 0,
+                            note=f"{torch.cuda.get_device_name(0)}; goal 0: {'met' if outside == 0 else 'NOT met'}"))
+        else:
+            rows.append({"benchmark": BENCHMARK, "case": f"{task}: synchronising CUDA calls between logging steps",
+                         "metric": "count (sync debug mode)", "value": None, "spread": None, "baseline": "",
+                         "baseline_value": None, "ratio": None, "note": "not measured (no GPU)"})
+    return rows
+
+
+if __name__ == "__main__":
+    print_table(run(quick="--quick" in sys.argv))
