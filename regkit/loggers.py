@@ -148,7 +148,8 @@ class RunCSVLogger(CSVLogger):
     Lightning's writer warns and deletes an existing ``metrics.csv`` whenever its folder is not
     empty. A run folder always holds ``config.yaml`` by then, and a resumed run (``--ckpt_path
     last``) its earlier metrics: this logger keeps those rows (the new ones are appended after them)
-    and so has nothing to warn about.
+    and so has nothing to warn about. The rows an interrupted run logged after its last checkpoint
+    are dropped when training resumes (:meth:`forget_after`): the resumed run logs those steps again.
     """
 
     def __init__(self, run_dir: str) -> None:
@@ -171,3 +172,23 @@ class RunCSVLogger(CSVLogger):
             writer.metrics[:0] = earlier  # written back, with the new rows, at the next save
         self._earlier_rows_kept = True
         return writer
+
+    def forget_after(self, step: int) -> None:
+        """Drop the rows of logging steps after ``step``, in memory and in ``metrics.csv`` (the rows a
+        killed run wrote after the checkpoint that training now resumes from, and will write again)."""
+
+        def kept(row: dict[str, Any]) -> bool:
+            return row.get("step") in (None, "") or int(float(row["step"])) <= step
+
+        rows = getattr(self.experiment, "metrics", None)
+        if isinstance(rows, list):
+            rows[:] = [row for row in rows if kept(row)]
+        path = Path(self.log_dir) / "metrics.csv"
+        if path.is_file():
+            with path.open(newline="") as file:
+                reader = csv.DictReader(file)
+                fields, earlier = reader.fieldnames or [], [row for row in reader if kept(row)]
+            with path.open("w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(earlier)

@@ -2,6 +2,7 @@
 recipes / checkpoints are loaded without running code from them."""
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -34,20 +35,20 @@ class KillAt(L.Callback):
 """
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--trainer.max_epochs", "100"]
+         "--trainer.max_epochs", "100", "--trainer.log_every_n_steps", "1"]
 # recipe, tiny-budget arguments, steps of the whole run (crossing epoch boundaries), checkpoint
-# interval, and the steps to kill at: one mid-epoch, one at an epoch's last batch (whose checkpoint
-# Lightning restarts from at the next epoch)
+# interval, and the steps to kill after: one mid-epoch and past a checkpoint (the steps in between
+# are trained and logged twice), one at an epoch's last batch (Lightning restarts at the next epoch)
 CASES = {
     "classifier": ("mlp_dropout.yaml", ["--model.init_args.network.hidden", "[64]", "--data.init_args.limit_train", "1280",
                                         "--trainer.limit_val_batches", "2", "--test_after_fit", "false"],
-                   16, 2, [6, 10]),  # 10 batches per epoch
+                   16, 2, [7, 10]),  # 10 batches per epoch
     "language_model": ("lstm_ptb_variational.yaml", [
         "--data.init_args.limit_train_tokens", "8000", "--model.init_args.network.hidden_size", "32",
         "--model.init_args.network.embedding_dim", "32", "--trainer.limit_val_batches", "2",
-        "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3, [6, 12]),  # 12 windows per epoch
+        "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3, [7, 12]),  # 12 windows per epoch
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
-                         "--model.init_args.metrics", "false"], 30, 4, [8, 20]),  # 2 steps (D and G) per batch, 20 per epoch
+                         "--model.init_args.metrics", "false"], 30, 4, [10, 20]),  # 2 steps (D and G) per batch, 20 per epoch
 }
 SLOW = {"language_model", "gan"}  # the classifier's runs the default suite; `-m slow` runs all three
 
@@ -66,6 +67,13 @@ def killed_at(args: list[str], step: int, run_dir: str, tmp_path: Path) -> Path:
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
     assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
     return tmp_path / run_dir / "checkpoints" / "last.ckpt"
+
+
+def logged_rows(run_dir: Path) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(epoch, step, names logged) of every metrics.csv row."""
+    with open(run_dir / "metrics.csv", newline="") as file:
+        return [(r["epoch"], r["step"], tuple(sorted(k for k, v in r.items() if v and k not in ("epoch", "step"))))
+                for r in csv.DictReader(file)]
 
 
 def assert_same_training_state(a: dict, b: dict) -> None:
@@ -94,11 +102,13 @@ def test_killed_run_resumes_with_bit_identical_weights(case: str, tmp_path: Path
 
     for k in kills:
         last = killed_at(args, k, f"killed_at_{k}", tmp_path)
-        assert checkpoint(last)["global_step"] == k
+        assert checkpoint(last)["global_step"] == k - k % every  # the last checkpoint before the kill
         resumed = run_regkit(*args, "--run_dir", f"killed_at_{k}", "--ckpt_path", "last")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert f"Restoring states from the checkpoint path at {last.relative_to(tmp_path)}" in resumed.stdout + resumed.stderr
         assert_same_training_state(uninterrupted, checkpoint(last))
+        # metrics.csv: the rows logged after the checkpoint and before the kill are not doubled
+        assert logged_rows(tmp_path / f"killed_at_{k}") == logged_rows(tmp_path / "uninterrupted")
         # the same W&B run continued: both offline run folders carry the run folder's id
         folders = list((tmp_path / f"killed_at_{k}" / "wandb").glob("offline-run-*"))
         ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-(.+)", p.name).group(1) for p in folders}  # type: ignore[union-attr]

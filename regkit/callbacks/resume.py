@@ -68,6 +68,7 @@ class ExactResume(L.Callback):
     def __init__(self) -> None:
         self.to_restore: Optional[dict[str, Any]] = None
         self.per_rank: Optional[list[dict[str, Any]]] = None
+        self.logged_step: Optional[int] = None
         self.saved_step: Optional[int] = None
         self.stop_copies: dict[str, str] = {}
 
@@ -81,6 +82,10 @@ class ExactResume(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.ckpt_path is None:
             return
+        if self.logged_step is not None and trainer.is_global_zero:  # a killed run's rows after its checkpoint
+            for logger in trainer.loggers:
+                if hasattr(logger, "forget_after"):
+                    logger.forget_after(self.logged_step)
         for callback in trainer.checkpoint_callbacks:  # a resumed run keeps writing its own last.ckpt
             if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
                 if not callback.last_model_path and os.path.isfile(last_path(callback)):
@@ -99,6 +104,13 @@ class ExactResume(L.Callback):
         if self.to_restore is not None:
             set_rng_state(self.to_restore)
         self.to_restore = self.per_rank = None
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # The last logging step the checkpoint covers: Lightning logs at the count of batches that
+        # stepped before the current one, which the checkpoint holds.
+        loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+        if "_batches_that_stepped" in loop:
+            self.logged_step = int(loop["_batches_that_stepped"])
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.saved_step = checkpoint.get("global_step")
