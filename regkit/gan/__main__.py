@@ -1,7 +1,7 @@
 """``python -m regkit.gan sample|export-classifier``: GAN command-line helpers.
 
   python -m regkit.gan sample --ckpt runs/regkit/<run>/checkpoints/last.ckpt --n 64 --out samples.png
-  python -m regkit.gan export-classifier --ckpt runs/mnist_feature_classifier/last.ckpt \\
+  python -m regkit.gan export-classifier --ckpt runs/mnist_feature_classifier/<run id>/checkpoints/last.ckpt \\
       --out regkit/gan/assets/mnist_classifier.pt
 """
 from __future__ import annotations
