@@ -344,7 +344,7 @@ def earlier_records(json_path: Path) -> dict[str, tuple[str, list[dict[str, Any]
     for record in saved.get("records", []):
         budget, results, when = found.setdefault(
             record["claim"], (record["budget"], [], record.get("written", saved.get("written", ""))))
-        if record["budget"] == budget:
+        if record["budget"] == budget and record["status"] == "ok":
             results.append({"setting": record["setting"], "seed": record["seed"], "status": record["status"],
                             "wall_s": record["wall_s"], "command": shlex.split(record["command"]),
                             "final": record["metrics"], "written": when})
