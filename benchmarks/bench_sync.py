@@ -63,16 +63,14 @@ def gpu_counts(task: str) -> tuple[int, int]:
         else:
             shown(message, category, *args, **kwargs)
 
-    warnings.showwarning = record
     torch.cuda.set_sync_debug_mode("warn")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores showwarning and the filters on exit
             warnings.simplefilter("always")
             warnings.showwarning = record
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = shown
         wandb.finish()
     logging = {b for b in range(1, hs.BATCHES + 1) if b % hs.LOG_EVERY == 0}
     outside = sum(1 for b in batches if b not in logging)

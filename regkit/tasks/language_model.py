@@ -86,6 +86,11 @@ class LanguageModel(RegularizedTask):
         return out
 
     @staticmethod
+    def _token_nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N, T) negative log-likelihood of each target token under (N, T, V) log-probabilities."""
+        return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
     def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
@@ -100,13 +105,15 @@ class LanguageModel(RegularizedTask):
     def on_validation_epoch_start(self) -> None:
         self._state.pop("val", None)
 
-    def on_test_epoch_start(self) -> None:
-        for key in [k for k in self._state if k.startswith("test")]:
+    def _reset_states(self, prefix: str) -> None:
+        for key in [k for k in self._state if k.startswith(prefix)]:
             del self._state[key]
 
+    def on_test_epoch_start(self) -> None:
+        self._reset_states("test")
+
     def on_predict_epoch_start(self) -> None:
-        for key in [k for k in self._state if k.startswith("predict")]:
-            del self._state[key]
+        self._reset_states("predict")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -156,13 +163,11 @@ class LanguageModel(RegularizedTask):
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch
         logits = self._step("predict", x).logits.float()
-        log_probs = logits.log_softmax(-1)
         result = {
             "targets": y.T,
-            "nll": -log_probs.gather(-1, y.unsqueeze(-1)).squeeze(-1).T,
+            "nll": self._token_nll(logits.log_softmax(-1), y).T,
             "top1": logits.argmax(-1).T,
         }
         if self.mc_samples:
-            mc = self._mc_log_probs("predict", x, logits)
-            result["mc_nll"] = -mc.gather(-1, y.unsqueeze(-1)).squeeze(-1).T
+            result["mc_nll"] = self._token_nll(self._mc_log_probs("predict", x, logits), y).T
         return result
