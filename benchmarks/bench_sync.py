@@ -43,15 +43,18 @@ def cpu_counts(task: str) -> tuple[int, int, int]:
 
 def gpu_counts(task: str) -> tuple[int, int]:
     """(synchronising CUDA calls on ordinary steps, on logging steps) under sync debug mode "warn"."""
+    import importlib.util
+
     import test_host_sync as hs
-    import wandb
 
     from regkit.lightning_cli import RegkitCLI
 
     recipe, overrides, steps = hs.CASES[task]
+    # A GPU machine without wandb (benchmarks/gpu_checks.sh) logs to metrics.csv only.
+    no_wandb = ["--trainer.logger", "null"] if importlib.util.find_spec("wandb") is None else []
     cli = RegkitCLI(args=["--config", str(hs.RECIPES / recipe), "--trainer.max_steps", str(steps),
                           "--trainer.log_every_n_steps", str(hs.LOG_EVERY), "--trainer.num_sanity_val_steps", "0",
-                          "--trainer.accelerator", "gpu", "--trainer.devices", "1", *overrides], run=False)
+                          "--trainer.accelerator", "gpu", "--trainer.devices", "1", *overrides, *no_wandb], run=False)
     counter = hs.HostSyncCounter()  # used only for its batch number (the mode is not entered)
     cli.trainer.callbacks.insert(0, hs.BatchWindow(counter))
     batches: list[int] = []
@@ -71,7 +74,7 @@ def gpu_counts(task: str) -> tuple[int, int]:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-        wandb.finish()
+        hs.finish_wandb()
     logging = {b for b in range(1, hs.BATCHES + 1) if b % hs.LOG_EVERY == 0}
     outside = sum(1 for b in batches if b not in logging)
     return outside, len(batches) - outside
