@@ -28,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from typing import Any, Optional
 
 RESULT_FILE = "compare.json"  # written into a run folder when its run has ended
 RUNNING: set[subprocess.Popen] = set()  # the regkit fit processes now running, stopped with compare
+STOPPING = threading.Event()  # set when compare itself is stopped (Ctrl-C, SIGTERM): its runs are interrupted
 PREFERRED_METRICS = ("test/acc", "test/ppl", "test/fid", "val/fid", "val/acc", "val/ppl", "val/loss")
 LOWER_IS_BETTER = ("loss", "ppl", "fid", "err", "nll", "ece", "kid")
 
@@ -254,7 +256,7 @@ def execute(run: Run, passthrough: list[str], env: dict[str, str]) -> dict[str, 
         "values": run.values,
         "seed": run.seed,
         **identity(run, passthrough),
-        "status": "ok" if returncode == 0 else "failed",
+        "status": "ok" if returncode == 0 else "interrupted" if STOPPING.is_set() else "failed",
         "returncode": returncode,
         "wall_s": round(time.time() - start, 1),
     }
@@ -314,6 +316,7 @@ def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
             bar.set_postfix_str(f"last: {run.setting} seed {run.seed} {run.result['wall_s']:.0f}s")
             bar.update()
     except BaseException:  # Ctrl-C or SIGTERM: stop the runs too; they start afresh on the next call
+        STOPPING.set()
         pool.shutdown(wait=False, cancel_futures=True)
         for process in list(RUNNING):
             process.kill()
@@ -569,6 +572,11 @@ def main(argv: list[str]) -> int:
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the runs stop as well
         try:
             run_all(runs, passthrough, options.jobs)
+        except KeyboardInterrupt:
+            finished = sum(load_result(run).get("status") == "ok" for run in runs)
+            print(f"\nregkit compare: stopped with {finished} of {len(runs)} runs finished; the same command "
+                  "continues (the unfinished runs start again from their beginning)", file=sys.stderr)
+            return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
     metrics = choose_metrics(runs, options.metric)

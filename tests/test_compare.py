@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,22 @@ def test_plugins_given_to_regkit_reach_every_fit_that_compare_starts(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (result,) = [json.loads(p.read_text()) for p in (tmp_path / "cmp").glob("runs/*/seed*/compare.json")]
     assert result["status"] == "ok"
+
+
+def test_ctrl_c_stops_compare_and_its_runs_without_a_traceback(tmp_path):
+    out = tmp_path / "cmp"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    argv = [sys.executable, "-m", "regkit", "compare", "--seeds", "1", "--out", str(out), *TINY,
+            "--trainer.max_epochs", "100000"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("runs/*/seed0/metrics.csv")):  # the run is training
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "stopped with 0 of 1 runs finished; the same command continues" in stderr
+    assert "Traceback" not in stderr
+    (result,) = [json.loads(p.read_text()) for p in out.glob("runs/*/seed0/compare.json")]
+    assert result["status"] == "interrupted"
