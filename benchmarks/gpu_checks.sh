@@ -34,8 +34,9 @@ sys.path[:0] = ["benchmarks", "tests"]
 import test_host_sync as hs
 from bench_sync import gpu_counts
 for task in hs.CASES:
-    outside, at_logging = gpu_counts(task)
-    print(f"SYNC {task}: between logging steps {outside}, on logging steps {at_logging}", flush=True)
+    outside, saving, at_logging = gpu_counts(task)
+    print(f"SYNC {task}: between logging steps {outside} (+{saving} inside checkpoint saves), "
+          f"on logging steps {at_logging}", flush=True)
 EOF
 grep SYNC "$OUT/sync.txt" || tail -20 "$OUT/sync.txt"
 fi

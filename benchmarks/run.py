@@ -32,6 +32,7 @@ from common import machine_info, markdown_table  # noqa: E402
 RESULTS = HERE / "RESULTS.md"
 CHART = HERE / "results.png"
 QUALITY = HERE / "quality.json"
+GPU_RESULTS = HERE / "GPU_RESULTS.md"  # written from benchmarks/gpu_checks.sh output on a lent GPU
 
 GPU_PLACEHOLDER = [
     ("classifier (S1 MLP, recipes/mlp_dropout.yaml)", "bf16-mixed vs 32-true", "ms/step"),
@@ -99,6 +100,11 @@ def gpu_section(results: list[dict]) -> str:
     has_gpu_rows = any(r.get("device", "").startswith("cuda") for res in results for r in res.get("rows", []))
     if has_gpu_rows:
         lines.append("GPU rows are in the benchmark tables above (the `device` is named in each note).")
+    elif GPU_RESULTS.exists():
+        lines += [
+            "This run had no GPU. The last GPU measurements (LSTM, attention, precision, host-device syncs and",
+            "S2 at paper size, by `bash benchmarks/gpu_checks.sh OUT`) are in [GPU_RESULTS.md](GPU_RESULTS.md).",
+        ]
     else:
         lines += [
             "No GPU was lent for this run. On a CUDA machine `python benchmarks/run.py` measures the LSTM,",
