@@ -60,6 +60,7 @@ class Claim:
     budget_vary: dict[str, list[str]] = field(default_factory=dict)  # a budget's own --vary (other recipes)
     curves: list[str] = field(default_factory=list)
     lower_is_better: bool = False
+    notes: str = ""  # what was learned outside these runs (a GPU attempt, say), shown after the command
 
 
 def _stats(rows: dict, setting: str, metric: str) -> tuple[float, float, int]:
@@ -207,6 +208,15 @@ CLAIMS = [
                              "recipes/lstm_ptb_*_medium.yaml settings): GPU work, hours per run on a CPU"},
         verdict=verdict_s2,
         lower_is_better=True,
+        notes="**At paper size, on a GPU (first attempt, 2026-11-27).** One seed of each medium model ran side by "
+              "side on an H100 for the 7 minutes a lease left (`bash benchmarks/gpu_checks.sh`), 28 and 26 of 39 "
+              "epochs: validation perplexity 146 (standard) and 163 (variational), test 142.7 and 156.5 from the "
+              "last checkpoints, far from the papers' 82.7 and 79.7 and both still underfitting. That exposed a "
+              "defect in the medium recipes, not in the dropouts: they took Zaremba's `lr 1, clip 5` for a loss "
+              "averaged over the 35 time steps, while Zaremba's and Gal's loss is summed over them, so every step "
+              "was 35 times too small. The recipes now use `lr 35` and `gradient_clip_val 5/35` (the same update); "
+              "the full budget has not been rerun since. Details: "
+              "[benchmarks/GPU_RESULTS.md](../benchmarks/GPU_RESULTS.md).",
     ),
     Claim(
         id="S3",
@@ -445,6 +455,8 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         "```",
         "",
     ]
+    if claim.notes:
+        out += [claim.notes, ""]
     return "\n".join(out)
 
 

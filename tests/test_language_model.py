@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from regkit.data.ptb import EOS, BPTTWindows, PTBDataModule, batchify, load_corpus, shard
 from regkit.tasks import LanguageModel
@@ -150,3 +151,25 @@ def test_recipe_fast_dev_run(recipe: str) -> None:
                         "--trainer.logger", "false", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/ppl" in result.stdout  # test_after_fit ran
+
+
+@pytest.mark.parametrize("recipe", MEDIUM)
+def test_medium_recipes_take_the_papers_sgd_step_for_a_per_token_mean_loss(recipe: str) -> None:
+    """Zaremba's and Gal's SGD (lr 1, gradient norm clipped at 5) is on the loss summed over the bptt
+    steps and averaged over the batch; regkit's loss is the per-token mean, so the recipe's lr and
+    clip must give the same parameter update, clipped or not."""
+    config = yaml.safe_load((RECIPES / recipe).read_text())
+    bptt = config["data"]["init_args"]["bptt"]
+    lr = config["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+    clip = config["trainer"]["gradient_clip_val"]
+    torch.manual_seed(0)
+    for scale in (1e-4, 1.0):  # a gradient below the clipping norm, and one far above it
+        mean_loss_grad = scale * torch.randn(1000)
+        steps = []
+        for grad, rate, max_norm in ((mean_loss_grad * bptt, 1.0, 5.0), (mean_loss_grad, lr, clip)):
+            weight = torch.nn.Parameter(torch.zeros(1000))
+            weight.grad = grad.clone()
+            torch.nn.utils.clip_grad_norm_([weight], max_norm)
+            torch.optim.SGD([weight], lr=rate).step()
+            steps.append(weight.detach())
+        torch.testing.assert_close(steps[1], steps[0], rtol=1e-4, atol=1e-12)
