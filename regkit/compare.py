@@ -281,6 +281,14 @@ def log_tail(run: Run, lines: int = 15) -> str:
     return "\n".join(kept[-lines:])
 
 
+class Stopped(Exception):
+    """compare got SIGTERM (``kill``, a scheduler's time limit): handled like Ctrl-C."""
+
+
+def _stop_on_sigterm(*_: Any) -> None:
+    raise Stopped
+
+
 def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
     """Run every run that has not finished yet, ``jobs`` at a time, with a progress bar over runs."""
     from tqdm import tqdm
@@ -569,14 +577,14 @@ def main(argv: list[str]) -> int:
             result = load_result(run)
             run.result = result if same_run(result, run, passthrough) else {}
     else:
-        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the runs stop as well
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so that the runs stop as well
         try:
             run_all(runs, passthrough, options.jobs)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Stopped) as stop:
             finished = sum(load_result(run).get("status") == "ok" for run in runs)
             print(f"\nregkit compare: stopped with {finished} of {len(runs)} runs finished; the same command "
                   "continues (the unfinished runs start again from their beginning)", file=sys.stderr)
-            return 130
+            return 143 if isinstance(stop, Stopped) else 130
         finally:
             signal.signal(signal.SIGTERM, previous)
     metrics = choose_metrics(runs, options.metric)
