@@ -75,3 +75,23 @@ def test_claims_tiny_budget_writes_table_picture_and_records(tmp_path):
     assert {(r["claim"], r["setting"], r["seed"]) for r in records} == {
         ("S0", f"attn_dropout={p}", seed) for p in ("0.0", "0.1") for seed in (0, 1)}
     assert all(0 <= r["metrics"]["test/acc"] <= 1 for r in records)
+
+
+def _s3_rows(after: float, before: float, alone: float, std: float = 0.0003) -> dict:
+    return {setting: {"test/acc": (acc, std, 3)} for setting, acc in (
+        ("order=[norm, act, dropout]", after), ("order=[dropout, norm, act]", before), ("order=[norm, act]", alone))}
+
+
+@pytest.mark.parametrize("after, before, alone, verdict", [
+    (0.9858, 0.9850, 0.9858, "**reproduced**"),      # the shift costs; dropout after BN costs nothing
+    (0.9858, 0.9850, 0.9870, "**not reproduced**"),  # BN alone better by more than the spread
+    (0.9850, 0.9858, 0.9850, "**not reproduced**"),  # dropout before BN is the better one
+    (0.9852, 0.9850, 0.9852, "**inconclusive**"),    # within the spread
+])
+def test_s3_verdict_reads_no_worse_than_bn_alone_as_the_claim_says(after, before, alone, verdict):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import claims
+    finally:
+        sys.path.pop(0)
+    assert claims.verdict_s3(_s3_rows(after, before, alone)).startswith(verdict)
