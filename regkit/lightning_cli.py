@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import Logger
 from regkit import input_files, registry, runs, validation
 from regkit.callbacks.predictions import PredictionWriter
 from regkit.callbacks.progress_bar import ProgressBar
+from regkit.callbacks.rank_streams import DistinctRankStreams
 from regkit.callbacks.resume import ExactResume
 from regkit.errors import in_short
 from regkit.overrides import merge_component_overrides
@@ -203,7 +204,7 @@ class RegkitCLI(LightningCLI):
             isinstance(c, ProgressBarBase) for c in callbacks
         ):
             callbacks.append(ProgressBar())  # metrics read at the logging interval, not every step
-        callbacks.append(ExactResume())
+        callbacks += [ExactResume(), DistinctRankStreams()]
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter())
         logger = with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))

@@ -106,3 +106,35 @@ def test_language_model_ddp_bf16_reduces_perplexity_and_checkpoint_reloads(tmp_p
     joint = math.exp(sum(math.log(p) for p in per_rank) / 2)
     assert abs(per_rank[0] - joint) / joint > 5e-4  # otherwise this test could not tell them apart
     assert logged_ppl == pytest.approx(joint, rel=1e-4)
+
+
+MASK_PROBE = '''
+import lightning as L
+import torch
+
+
+class NextMask(L.Callback):
+    """Saves the dropout mask this process would draw next, at its first training batch."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0:
+            mask = torch.nn.functional.dropout(torch.ones(4096), 0.5, training=True) > 0
+            torch.save(mask, f"mask-{trainer.world_size}-{trainer.global_rank}.pt")
+'''
+
+
+def test_ddp_processes_draw_different_dropout_masks_and_rank_0_keeps_the_one_process_stream(tmp_path: Path) -> None:
+    (tmp_path / "mask_probe.py").write_text(MASK_PROBE)
+    for devices in ("2", "1"):
+        proc = run_regkit(
+            "fit", "--config", str(RECIPES / "mlp_dropout.yaml"), *QUIET,
+            "--trainer.accelerator", "cpu", "--trainer.devices", devices, "--trainer.strategy", "ddp",
+            "--trainer.callbacks+", "mask_probe.NextMask", "--trainer.max_steps", "1",
+            "--data.init_args.limit_train", "512", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+            timeout=300, env={"PYTHONPATH": str(tmp_path)},
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    rank0, rank1, alone = (torch.load(tmp_path / f"mask-{n}.pt") for n in ("2-0", "2-1", "1-0"))
+    # Lightning seeds every process alike; regkit gives each rank its own stream.
+    assert 0.4 < (rank0 == rank1).float().mean() < 0.6  # independent masks of rate 0.5 agree half the time
+    assert torch.equal(rank0, alone)  # rank 0 draws what a one-process run draws

@@ -155,6 +155,7 @@ def test_ddp_resume_restores_every_process_rng_and_ends_bit_identical(tmp_path: 
     saved = checkpoint(tmp_path / "parts" / "checkpoints" / "last.ckpt")
     per_rank = saved["callbacks"]["ExactResume"]["rng_per_rank"]
     assert len(per_rank) == 2
+    assert not torch.equal(per_rank[0]["torch"], per_rank[1]["torch"])  # each rank has its own stream
     rest = run_regkit(*args, "--trainer.max_steps", "12", "--run_dir", "parts", "--ckpt_path", "last")
     assert rest.returncode == 0, rest.stderr[-3000:]
     a, b = checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt"), checkpoint(tmp_path / "parts" / "checkpoints" / "last.ckpt")
