@@ -1,1 +1,2 @@
-"""Lightning callbacks that make pictures and logs (attention maps, GAN sample grids)."""
+"""Lightning callbacks: pictures and logs (attention maps, GAN sample grids, predictions, the progress
+bar), exact resume, and per-process random streams under DDP."""
