@@ -47,15 +47,12 @@ def gpu_counts(task: str) -> tuple[int, int, int]:
     the host (``torch.save``), one synchronising copy each: its cost is per checkpoint, not per step."""
     import traceback
 
-    import importlib.util
-
     import test_host_sync as hs
 
     from regkit.lightning_cli import RegkitCLI
 
     recipe, overrides, steps = hs.CASES[task]
-    # A GPU machine without wandb (benchmarks/gpu_checks.sh) logs to metrics.csv only.
-    no_wandb = ["--trainer.logger", "null"] if importlib.util.find_spec("wandb") is None else []
+    no_wandb = [] if hs.HAVE_WANDB else ["--trainer.logger", "null"]  # metrics.csv only
     cli = RegkitCLI(args=["--config", str(hs.RECIPES / recipe), "--trainer.max_steps", str(steps),
                           "--trainer.log_every_n_steps", str(hs.LOG_EVERY), "--trainer.num_sanity_val_steps", "0",
                           "--trainer.accelerator", "gpu", "--trainer.devices", "1", *overrides, *no_wandb], run=False)

@@ -107,10 +107,13 @@ def train_counting(recipe: str, *overrides: str, steps: int = BATCHES) -> tuple[
     return counter.events, str(cli.trainer.progress_bar_callback.train_progress_bar.postfix)
 
 
+# A GPU machine without wandb (benchmarks/gpu_checks.sh) runs these counts with --trainer.logger null.
+HAVE_WANDB = importlib.util.find_spec("wandb") is not None
+
+
 def finish_wandb() -> None:
-    """Ends the W&B run as the end of a `regkit fit` process would (nothing to do where wandb is absent,
-    as on a GPU machine that runs these counts with ``--trainer.logger null``)."""
-    if importlib.util.find_spec("wandb") is not None:
+    """Ends the W&B run as the end of a `regkit fit` process would (nothing to do without wandb)."""
+    if HAVE_WANDB:
         import wandb
 
         wandb.finish()
