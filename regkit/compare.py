@@ -293,6 +293,8 @@ def run_all(runs: list[Run], passthrough: list[str], jobs: int) -> None:
     """Run every run that has not finished yet, ``jobs`` at a time, with a progress bar over runs."""
     from tqdm import tqdm
 
+    STOPPING.clear()  # a stop of an earlier call in this process does not mark this call's failures
+
     todo = []
     for run in runs:
         previous = load_result(run)
