@@ -26,7 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, measure_interleaved, print_table, row  # noqa: E402
 
-from regkit.attention import MultiHeadSelfAttention  # noqa: E402
+from regkit.components.attention import MultiHeadSelfAttention  # noqa: E402
 
 BENCH = "self-attention fwd+bwd"
 

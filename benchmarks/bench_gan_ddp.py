@@ -40,7 +40,7 @@ class Pair(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from regkit.spec import DiscriminatorSpec, GanLossSpec, GeneratorSpec
+        from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec
 
         self.g = GeneratorSpec.parse({"name": "dcgan_generator", "latent_dim": 64, "width": 32,
                                       "norm": "batch_norm", "activation": "relu"}).build()

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import measure_interleaved, print_table, row  # noqa: E402
 
 from regkit.networks.rnn import RecurrentStack  # noqa: E402
-from regkit.regularizers.recurrent import VariationalDropout  # noqa: E402
-from regkit.spec import RegularizerSpec  # noqa: E402
+from regkit.components.regularizers.recurrent import VariationalDropout  # noqa: E402
+from regkit.registry import RegularizerSpec
 
 BENCH = "lstm"
 

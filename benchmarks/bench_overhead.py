@@ -78,7 +78,7 @@ def loader(dataset: TensorDataset, batch_size: int = BATCH_SIZE) -> DataLoader:
 
 def build_network(network: dict[str, Any], seed: int = SEED) -> torch.nn.Module:
     """The registry network a hand-written loop would build, after ``seed``."""
-    from regkit.spec import NetworkSpec
+    from regkit.registry import NetworkSpec
 
     torch.manual_seed(seed)
     return NetworkSpec.parse(copy.deepcopy(network)).build()

@@ -49,7 +49,7 @@ def gpu_counts(task: str) -> tuple[int, int, int]:
 
     import test_host_sync as hs
 
-    from regkit.lightning_cli import RegkitCLI
+    from regkit.cli.lightning import RegkitCLI
 
     recipe, overrides, steps = hs.CASES[task]
     no_wandb = [] if hs.HAVE_WANDB else ["--trainer.logger", "null"]  # metrics.csv only

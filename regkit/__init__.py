@@ -4,9 +4,9 @@ The public API: the registry (``register``, ``build``, ``available``, ``entries`
 that type a recipe slot, regkit's errors, and the base classes a plugin subclasses (see
 docs/plugins.md). Everything else is internal and may change.
 """
-from regkit.errors import RegkitError
-from regkit.registry import KINDS, Registry, RegistryError, available, build, entries, load_module, register
-from regkit.spec import (  # the kinds' spec types, made by regkit.registry
+from regkit.errors import BadInput, RegkitError
+from regkit.registry import (
+    KINDS,
     AttentionSpec,
     ConstraintSpec,
     DiscriminatorSpec,
@@ -15,20 +15,28 @@ from regkit.spec import (  # the kinds' spec types, made by regkit.registry
     NetworkSpec,
     NormSpec,
     PenaltySpec,
+    Registry,
+    RegistryError,
     RegularizerSpec,
     Spec,
+    available,
+    build,
+    entries,
+    load_module,
+    register,
 )
 
 # Base classes for plugin components (docs/plugins.md).
-from regkit.regularizers.base import DropoutBase, StochasticRegularizer  # noqa: E402  isort: skip
-from regkit.penalties import Penalty  # noqa: E402  isort: skip
-from regkit.constraints import Constraint  # noqa: E402  isort: skip
+from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer  # noqa: E402  isort: skip
+from regkit.components.penalties import Penalty  # noqa: E402  isort: skip
+from regkit.components.constraints import Constraint  # noqa: E402  isort: skip
 from regkit.gan.losses import GanLoss  # noqa: E402  isort: skip
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KINDS",
+    "BadInput",
     "Registry",
     "RegistryError",
     "RegkitError",

@@ -1,4 +1,6 @@
-"""regkit's own errors: each carries the recipe key it is about, so the CLI names it exactly.
+"""regkit's own errors, and the one-line argument check every constructor uses to raise them.
+
+Each error carries the recipe key it is about, so the CLI names it exactly.
 
 A component or spec raises :class:`RegkitError` with the key it knows (``"dropout"`` inside a
 network, ``"p"`` inside a regularizer); whoever holds the outer part of the path prefixes it with
@@ -6,6 +8,10 @@ network, ``"p"`` inside a regularizer); whoever holds the outer part of the path
 one line, ``In short: <key>: <message>`` (see :func:`in_short`).
 """
 from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Mapping
 
 
 def join_key(*parts: str) -> str:
@@ -39,3 +45,61 @@ class RegkitError(ValueError):
 def in_short(error: RegkitError) -> str:
     """The last line of every CLI error regkit reports: ``In short: <key>: <message>``."""
     return f"In short: {error}"
+
+
+class BadInput(RegkitError):
+    """A recipe value, command-line argument or file that regkit refuses (see :class:`RegkitError`:
+    ``message`` says what is wrong with the offending value, ``key`` is the argument, the dotted
+    recipe key or the file)."""
+
+
+def _values(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _fails(value: Any, ok: Any) -> bool:
+    for v in _values(value):
+        if v is None or isinstance(v, bool):
+            continue
+        if not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
+            return True
+    return False
+
+
+_RULES = {
+    "positive": (lambda v: v > 0, "must be > 0"),
+    "non_negative": (lambda v: v >= 0, "must be >= 0"),
+    "rate": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+}
+
+
+def check(
+    arguments: Mapping[str, Any],
+    positive: str = "",
+    non_negative: str = "",
+    rate: str = "",
+    fraction: str = "",
+) -> None:
+    """Check constructor arguments by name, e.g. ``check(locals(), positive="hidden out_features")``.
+
+    Each rule takes space-separated argument names; a list value is checked item by item and None is
+    skipped (an optional argument left out). Every number must also be finite.
+
+    Raises:
+        BadInput: naming the first argument that breaks its rule, with its value.
+    """
+    for rule, names in (("positive", positive), ("non_negative", non_negative), ("rate", rate), ("fraction", fraction)):
+        ok, text = _RULES[rule]
+        for name in names.split():
+            value = arguments[name]
+            if _fails(value, ok):
+                raise BadInput(f"{text}, got {value!r}", name)
+
+
+def describe(err: BaseException) -> str:
+    """An error as one line: its message, with its type unless it is a plain value/type error."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (ValueError, TypeError, FileNotFoundError)) and not isinstance(err, BadInput):
+        return text
+    return text if isinstance(err, BadInput) else f"{type(err).__name__}: {text}"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import regkit
-from regkit.attention import (
+from regkit.components.attention import (
     AdditiveAttention,
     AttentionPooling,
     DotProductAttention,
@@ -19,7 +19,7 @@ from regkit.attention import (
     attention,
     record_attention,
 )
-from regkit.spec import AttentionSpec, NetworkSpec, RegularizerSpec
+from regkit.registry import AttentionSpec, NetworkSpec, RegularizerSpec
 
 try:  # pytest puts tests/ on sys.path
     from conftest import slot_masks
@@ -363,7 +363,7 @@ def test_attention_map_callback_writes_png_and_wandb_image(tmp_path: Path) -> No
 
 def test_sequence_norm_slot_layouts() -> None:
     from regkit.networks.attention import SequenceNorm
-    from regkit.spec import NormSpec
+    from regkit.registry import NormSpec
 
     x = torch.randn(6, 9, 16) * 3 + 1
     reference = F.layer_norm(x, (16,))
@@ -377,7 +377,7 @@ def test_sequence_norm_slot_layouts() -> None:
 
 
 def test_mc_dropout_samples_attention_dropout_but_not_squeeze_excitation() -> None:
-    from regkit.mc_dropout import mc_dropout, stochastic_modules
+    from regkit.components.mc_dropout import mc_dropout, stochastic_modules
 
     net = NetworkSpec.parse({"name": "attention_classifier", "d_model": 16, "num_heads": 2, "num_layers": 1,
                              "ff_dim": 16, "attn_dropout": 0.3}).build().eval()  # no dropout slot
@@ -391,7 +391,7 @@ def test_mc_dropout_samples_attention_dropout_but_not_squeeze_excitation() -> No
 
 def test_attention_classifier_variational_dropout_is_locked_over_positions():
     """(N, L, E) activations were read as time-first: one mask for the whole batch, new at every step."""
-    from regkit.regularizers.recurrent import VariationalDropout
+    from regkit.components.regularizers.recurrent import VariationalDropout
 
     torch.manual_seed(0)
     model = regkit.build("network", "attention_classifier", in_features=8, max_len=6, d_model=16, num_heads=2,

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from regkit import compare
+from regkit.compare import grid as compare_grid, runner
+from regkit.compare import main as compare
+from regkit.compare.main import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DROPOUT_NAME = "model.init_args.network.dropout.name"
@@ -30,16 +32,16 @@ TINY = [
 
 
 def test_vary_values_split_on_top_level_commas_only():
-    assert compare.split_values("dropout,gaussian_dropout") == ["dropout", "gaussian_dropout"]
-    assert compare.split_values("null,{name: dropout, p: 0.5},[1, 2]") == ["null", "{name: dropout, p: 0.5}", "[1, 2]"]
-    assert compare.parse_vary(["--a.b=1,2", "c=x"]) == {"a.b": ["1", "2"], "c": ["x"]}
+    assert compare_grid.split_values("dropout,gaussian_dropout") == ["dropout", "gaussian_dropout"]
+    assert compare_grid.split_values("null,{name: dropout, p: 0.5},[1, 2]") == ["null", "{name: dropout, p: 0.5}", "[1, 2]"]
+    assert compare_grid.parse_vary(["--a.b=1,2", "c=x"]) == {"a.b": ["1", "2"], "c": ["x"]}
     with pytest.raises(SystemExit, match="KEY=V1,V2"):
-        compare.parse_vary(["a.b"])
+        compare_grid.parse_vary(["a.b"])
 
 
 def test_grid_is_every_combination_times_every_seed(tmp_path):
-    grid = compare.parse_vary([f"{DROPOUT_NAME}=dropout,gaussian_dropout", "model.init_args.optimizer.init_args.lr=0.1,0.2,0.3"])
-    runs = compare.plan_runs(grid, [0, 1], tmp_path)
+    grid = compare_grid.parse_vary([f"{DROPOUT_NAME}=dropout,gaussian_dropout", "model.init_args.optimizer.init_args.lr=0.1,0.2,0.3"])
+    runs = compare_grid.plan_runs(grid, [0, 1], tmp_path)
     assert len(runs) == 2 * 3 * 2
     assert len({run.run_dir for run in runs}) == len(runs)
     first = runs[0]
@@ -51,7 +53,7 @@ def test_grid_is_every_combination_times_every_seed(tmp_path):
 
 
 def test_a_varied_recipe_file_comes_before_the_other_options(tmp_path):
-    runs = compare.plan_runs(compare.parse_vary(["config=a.yaml,b.yaml"]), [3], tmp_path)
+    runs = compare_grid.plan_runs(compare_grid.parse_vary(["config=a.yaml,b.yaml"]), [3], tmp_path)
     assert [run.setting for run in runs] == ["config=a", "config=b"]
     assert runs[0].fit_args(["--trainer.max_epochs", "2"]) == [
         "--config", "a.yaml", "--trainer.max_epochs", "2", "--seed_everything", "3"]
@@ -60,8 +62,8 @@ def test_a_varied_recipe_file_comes_before_the_other_options(tmp_path):
 
 
 def test_compare_options_are_taken_and_the_rest_passed_to_fit():
-    options, rest = compare.parse_args(["--vary", "a=1,2", "--seeds", "2", "--config", "r.yaml", "--trainer.max_epochs", "3"])
-    assert options.vary == ["a=1,2"] and compare.parse_seeds(options.seeds) == [0, 1]
+    options, rest = parse_args(["--vary", "a=1,2", "--seeds", "2", "--config", "r.yaml", "--trainer.max_epochs", "3"])
+    assert options.vary == ["a=1,2"] and compare_grid.parse_seeds(options.seeds) == [0, 1]
     assert rest == ["--config", "r.yaml", "--trainer.max_epochs", "3"]
 
 
@@ -69,7 +71,7 @@ def test_wandb_sweep_file_holds_the_same_grid(tmp_path):
     sweep = tmp_path / "sweep.yaml"
     argv = ["--vary", f"{DROPOUT_NAME}=dropout,null", "--seeds", "3", "--metric", "test/acc",
             "--wandb-sweep", str(sweep), *TINY]
-    assert compare.main(argv) == 0
+    assert compare(argv) == 0
     config = yaml.safe_load(sweep.read_text())
     assert config["method"] == "grid"
     assert config["metric"] == {"name": "test/acc", "goal": "maximize"}
@@ -126,13 +128,13 @@ def test_compare_runs_the_grid_through_regkit_fit_and_resumes(tmp_path):
 def test_a_finished_run_is_reused_only_with_the_same_options_and_recipe_content(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("trainer: {max_epochs: 1}\n")
-    run = compare.plan_runs({}, [0], tmp_path)[0]
+    run = compare_grid.plan_runs({}, [0], tmp_path)[0]
     passthrough = ["--config", str(recipe)]
-    finished = compare.identity(run, passthrough)
-    assert compare.same_run(finished, run, passthrough)
-    assert not compare.same_run(finished, run, [*passthrough, "--trainer.max_epochs", "2"])
+    finished = runner.identity(run, passthrough)
+    assert runner.same_run(finished, run, passthrough)
+    assert not runner.same_run(finished, run, [*passthrough, "--trainer.max_epochs", "2"])
     recipe.write_text("trainer: {max_epochs: 2}\n")
-    assert not compare.same_run(finished, run, passthrough)
+    assert not runner.same_run(finished, run, passthrough)
 
 
 @pytest.mark.slow

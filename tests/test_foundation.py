@@ -10,7 +10,7 @@ import yaml
 
 import regkit
 from regkit import registry
-from regkit.spec import NetworkSpec, RegularizerSpec
+from regkit.registry import NetworkSpec, RegularizerSpec
 
 from conftest import RECIPES, run_regkit
 
@@ -260,7 +260,7 @@ def test_slot_passes_what_it_knows_to_components_taking_kwargs(scratch_kind):
         return torch.nn.Identity() if not kwargs else torch.nn.LayerNorm(kwargs["num_features"])
 
     scratch_kind.append(("norm", "test_only_kwargs_norm"))
-    from regkit.spec import NormSpec
+    from regkit.registry import NormSpec
 
     layer = fill(NormSpec.parse("test_only_kwargs_norm"), num_features=7, unused=1)
     assert isinstance(layer, torch.nn.LayerNorm) and layer.normalized_shape == (7,)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import regkit
-from regkit.callbacks.sample_grid import image_grid
+from regkit.gan.sampling import image_grid
 from regkit.gan.ema import EMA
 from regkit.tasks.gan import GAN
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from regkit.lightning_cli import RegkitCLI
+from regkit.cli.lightning import RegkitCLI
 from regkit.tasks import Classifier
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

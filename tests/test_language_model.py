@@ -12,7 +12,7 @@ import yaml
 
 from regkit.data.ptb import EOS, BPTTWindows, PTBDataModule, batchify, load_corpus, shard
 from regkit.tasks import LanguageModel
-from regkit.validation import BadInput
+from regkit.errors import BadInput
 
 try:
     from conftest import RECIPES, run_regkit

@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import regkit
 from regkit import registry
-from regkit.mc_dropout import enable_mc_dropout, mc_dropout, mc_predict, stochastic_modules
-from regkit.norm import GhostBatchNorm
-from regkit.regularizers.base import is_stochastic
+from regkit.components.mc_dropout import enable_mc_dropout, mc_dropout, mc_predict, stochastic_modules
+from regkit.components.norm import GhostBatchNorm
+from regkit.components.regularizers.base import is_stochastic
 from regkit.tasks import Classifier
 
 
@@ -110,7 +110,7 @@ def test_mc_predict_summary():
 
 
 def test_enable_mc_dropout_reaches_parametrizations():
-    from regkit.regularizers.drop_connect import apply_drop_connect
+    from regkit.components.regularizers.drop_connect import apply_drop_connect
 
     lin = apply_drop_connect(nn.Linear(50, 40), p=0.5)
     model = nn.Sequential(lin, nn.BatchNorm1d(40))

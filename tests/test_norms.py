@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import regkit
-from regkit.spec import NormSpec
-from regkit.norm import BatchNorm, GhostBatchNorm, LayerNorm
+from regkit.registry import NormSpec
+from regkit.components.norm import BatchNorm, GhostBatchNorm, LayerNorm
 
 
 @pytest.mark.parametrize("shape", [(32, 6), (32, 6, 10), (32, 6, 5, 4), (16, 6, 3, 4, 5)])

@@ -9,9 +9,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import regkit
-from regkit.constraints import MaxNorm, SpectralNorm
-from regkit.penalties import L1, L2
-from regkit.regularizers.recurrent import weight_drop
+from regkit.components.constraints import MaxNorm, SpectralNorm
+from regkit.components.penalties import L1, L2
+from regkit.components.regularizers.recurrent import weight_drop
 from regkit.tasks import Classifier
 
 

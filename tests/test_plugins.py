@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_regkit
-from regkit.mc_dropout import is_stochastic
+from regkit.components.mc_dropout import is_stochastic
 
 EXAMPLE = ROOT / "examples" / "my_components.py"
 EXAMPLE_RECIPE = ROOT / "examples" / "my_recipe.yaml"

@@ -36,7 +36,7 @@ def test_lstm_under_bf16_autocast_runs_on_an_avx2_only_cpu_in_float32_and_says_s
 def test_lstm_under_bf16_autocast_stays_bf16_where_the_cpu_has_the_kernel() -> None:
     import torch
 
-    from regkit.precision import cpu_bf16_supported
+    from regkit.networks.precision import cpu_bf16_supported
 
     if not cpu_bf16_supported(torch.nn.LSTM):
         pytest.skip("this CPU itself lacks the oneDNN bf16 LSTM kernel")

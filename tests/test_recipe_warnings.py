@@ -1,5 +1,5 @@
 """Every recipe runs a few steps through the real ``regkit fit`` and prints no warning: regkit fixes
-its own at the source, regkit/warnings_filter.py silences (by message and module) the few only an
+its own at the source, regkit/cli/warnings_filter.py silences (by message and module) the few only an
 upstream release can fix, and anything new fails here. A fast subset (one recipe per task) runs in
 the default suite, the rest with ``-m slow`` (about 10-30 s each on 2 cores)."""
 from __future__ import annotations

@@ -9,10 +9,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 import regkit
-from regkit.activation_penalties import ActivationRegularization, TemporalActivationRegularization
-from regkit.mc_dropout import mc_dropout
-from regkit.regularizers.recurrent import EmbeddingDropout, VariationalDropout, WeightDrop, weight_drop
-from regkit.spec import RegularizerSpec
+from regkit.components.activation_penalties import ActivationRegularization, TemporalActivationRegularization
+from regkit.components.mc_dropout import mc_dropout
+from regkit.components.regularizers.recurrent import EmbeddingDropout, VariationalDropout, WeightDrop, weight_drop
+from regkit.registry import RegularizerSpec
 
 try:  # pytest puts tests/ on sys.path
     from conftest import slot_masks
@@ -312,7 +312,7 @@ def test_rnn_classifier_pools_and_ignores_padding() -> None:
 def test_rnn_spatial_dropout_drops_channels_over_time():
     """Keras' SpatialDropout1D on (N, T, C): one draw per sequence and channel, shared over T (the
     slot read T as the channel axis and dropped whole time steps)."""
-    from regkit.regularizers.spatial import SpatialDropout
+    from regkit.components.regularizers.spatial import SpatialDropout
 
     torch.manual_seed(0)
     model = regkit.build("network", "rnn_lm", vocab_size=20, embedding_dim=16, hidden_size=16,

@@ -17,15 +17,15 @@ from torch import nn
 
 import regkit
 import regkit.tasks
-from regkit.activation_penalties import ActivationRegularization, TemporalActivationRegularization
-from regkit.attention import AdditiveAttention, AttentionPooling, MultiHeadSelfAttention
+from regkit.components.activation_penalties import ActivationRegularization, TemporalActivationRegularization
+from regkit.components.attention import AdditiveAttention, AttentionPooling, MultiHeadSelfAttention
 from regkit.gan.losses import Hinge, NonSaturating, Wasserstein
 from regkit.gan.penalties import R1, WGANGradientPenalty
-from regkit.penalties import L1, L2
-from regkit.regularizers.drop_path import drop_path
-from regkit.regularizers.dropout import AlphaDropout, Dropout, GaussianDropout
-from regkit.regularizers.recurrent import EmbeddingDropout
-from regkit.regularizers.spatial import SpatialDropout
+from regkit.components.penalties import L1, L2
+from regkit.components.regularizers.drop_path import drop_path
+from regkit.components.regularizers.dropout import AlphaDropout, Dropout, GaussianDropout
+from regkit.components.regularizers.recurrent import EmbeddingDropout
+from regkit.components.regularizers.spatial import SpatialDropout
 
 SIGMAS = 5.0
 

@@ -22,7 +22,7 @@ PLUGINS = {
             "good_plugin": """
                 import torch
                 import regkit
-                from regkit.penalties import Penalty
+                from regkit import Penalty
 
                 @regkit.register("penalty", "good_penalty")
                 class GoodPenalty(Penalty):
@@ -60,7 +60,7 @@ PLUGINS = {
             # an entry point not named KIND.NAME: a function that registers components
             "legacy_plugin": """
                 import regkit
-                from regkit.constraints import Constraint
+                from regkit import Constraint
 
                 def setup():
                     @regkit.register("constraint", "legacy_clip")

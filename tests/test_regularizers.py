@@ -13,10 +13,10 @@ from torch import nn
 
 import regkit
 from regkit import registry
-from regkit.regularizers.drop_connect import DropConnectLinear, apply_drop_connect
-from regkit.regularizers.drop_path import DropPath, drop_path_rates, set_drop_path_rates
-from regkit.regularizers.dropout import AlphaDropout, Dropout, GaussianDropout
-from regkit.regularizers.spatial import DropBlock, SpatialDropout
+from regkit.components.regularizers.drop_connect import DropConnectLinear, apply_drop_connect
+from regkit.components.regularizers.drop_path import DropPath, drop_path_rates, set_drop_path_rates
+from regkit.components.regularizers.dropout import AlphaDropout, Dropout, GaussianDropout
+from regkit.components.regularizers.spatial import DropBlock, SpatialDropout
 
 from conftest import RECIPES, run_regkit
 

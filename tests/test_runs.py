@@ -1,4 +1,4 @@
-"""A run is a folder (regkit/runs.py): concurrent fits never share a file, --ckpt_path last|auto,
+"""A run is a folder (regkit/cli/run_folder.py): concurrent fits never share a file, --ckpt_path last|auto,
 what predict writes, metrics.csv + curves.png, options given next to a checkpoint apply."""
 from __future__ import annotations
 

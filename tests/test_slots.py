@@ -19,8 +19,8 @@ from torch import nn
 
 import regkit
 from regkit import registry
-from regkit.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layout
-from regkit.spec import RegularizerSpec
+from regkit.components.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layout
+from regkit.registry import RegularizerSpec
 
 # (kind, name) -> (small constructor arguments, input maker, {slot: {tensor ndim: true layout}})
 NETWORKS: dict[tuple[str, str], tuple[dict, callable, dict[str, dict[int, Layout]]]] = {

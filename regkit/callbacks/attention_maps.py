@@ -9,9 +9,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
-from regkit.attention import record_attention
-from regkit.runs import run_dir
-from regkit.validation import check
+from regkit.components.attention import record_attention
+from regkit.errors import check
 
 
 def plot_attention_maps(inputs: torch.Tensor, maps: dict[str, torch.Tensor], title: str = "", max_maps: int = 4) -> Any:
@@ -69,13 +68,13 @@ class AttentionMaps(L.Callback):
     WandbLogger.
 
     Works with any network containing regkit attention blocks (every
-    :class:`~regkit.attention.AttentionBlock`, found with :func:`~regkit.attention.record_attention`).
+    :class:`~regkit.components.attention.AttentionBlock`, found with :func:`~regkit.components.attention.record_attention`).
     The inputs are the first ``num_samples`` of the first validation batch, taken once.
 
     Args:
         num_samples: inputs to plot (one row each).
         every_n_epochs: plot every n-th validation epoch (and never in the sanity check).
-        dirpath: where the PNGs go; default ``<run dir>/attention_maps`` (see :mod:`regkit.runs`).
+        dirpath: where the PNGs go; default ``<run dir>/attention_maps`` (see :mod:`regkit.cli.run_folder`).
         max_maps: most attention blocks shown (in module order).
         log_wandb: also log the PNG to W&B as ``val/attention_maps``.
     """
@@ -99,7 +98,7 @@ class AttentionMaps(L.Callback):
     def output_dir(self, trainer: L.Trainer) -> Path:
         if self.dirpath is not None:
             return Path(self.dirpath)
-        return run_dir(trainer) / "attention_maps"
+        return Path(trainer.default_root_dir) / "attention_maps"
 
     def _fixed_inputs(self, trainer: L.Trainer) -> Optional[torch.Tensor]:
         if self.inputs is None:

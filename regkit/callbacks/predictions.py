@@ -8,7 +8,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from regkit.runs import run_dir
 
 
 def concatenate(outputs: list[Any]) -> Any:
@@ -55,7 +54,7 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             name = name.replace(".pt", f"-rank{trainer.global_rank}.pt")
             result["indices"] = torch.tensor([i for batch in batch_indices for i in batch])
-        self.path = run_dir(trainer) / name
+        self.path = Path(trainer.default_root_dir) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(result, self.path)
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in result.items() if isinstance(v, torch.Tensor))

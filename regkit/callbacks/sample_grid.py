@@ -5,38 +5,11 @@ from pathlib import Path
 from typing import Optional
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from regkit.runs import run_dir
-from regkit.validation import check
-
-
-def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
-    """(N, C, H, W) images in [0, 1] -> one (H', W') or (H', W', C) uint8 array, ``nrow`` per row."""
-    n, c, h, w = images.shape
-    rows = (n + nrow - 1) // nrow
-    grid = torch.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value)
-    for i, img in enumerate(images.detach().float().cpu().clamp(0, 1)):
-        r, col = divmod(i, nrow)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top : top + h, left : left + w] = img
-    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return array[..., 0] if c == 1 else array
-
-
-def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, scale: int = 1) -> Path:
-    """Write ``images`` (N, C, H, W) in [0, 1] as a PNG grid, each pixel ``scale`` x ``scale``."""
-    from PIL import Image
-
-    array = image_grid(images, nrow)
-    if scale > 1:
-        array = array.repeat(scale, axis=0).repeat(scale, axis=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, optimize=True)
-    return path
+from regkit.errors import check
+from regkit.gan.sampling import save_image_grid
 
 
 class SampleGrid(L.Callback):
@@ -80,7 +53,7 @@ class SampleGrid(L.Callback):
             gen = torch.Generator().manual_seed(self.seed)
             self.noise = torch.randn(self.num_samples, pl_module.latent_dim, generator=gen)
         images = pl_module.generate(self.noise.to(pl_module.device))
-        folder = Path(self.dirpath) if self.dirpath else run_dir(trainer) / "samples"
+        folder = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "samples"
         self.last_path = save_image_grid(images, folder / f"epoch_{epoch:03d}.png", self.nrow)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from regkit.data.idx import _DTYPES, find_idx
-from regkit.validation import BadInput
+from regkit.errors import BadInput
 
 
 def idx_shape(path: Path) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 from regkit.data.checks import check_idx_directory
 from regkit.data.idx import find_idx, read_idx
 from regkit.data.resumable import EpochShuffle, ResumableDataLoader
-from regkit.validation import BadInput, check
+from regkit.errors import BadInput, check
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",

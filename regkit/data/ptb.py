@@ -18,7 +18,7 @@ from torch.utils.data import IterableDataset
 
 from regkit.data.checks import check_ptb_directory
 from regkit.data.resumable import ResumableDataLoader
-from regkit.validation import check
+from regkit.errors import check
 
 EOS = "<eos>"
 SPLITS = ("train", "valid", "test")

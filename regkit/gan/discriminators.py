@@ -8,11 +8,11 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from regkit.gan.generators import upsampling_plan
-from regkit.layouts import FEATURES, MAPS
+from regkit.components.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
-from regkit.spec import NormSpec, RegularizerSpec
-from regkit.validation import check
+from regkit.registry import NormSpec, RegularizerSpec
+from regkit.errors import check
 
 
 def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:

@@ -8,8 +8,8 @@ from torch import nn
 
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
-from regkit.spec import NormSpec
-from regkit.validation import check
+from regkit.registry import NormSpec
+from regkit.errors import check
 
 
 def upsampling_plan(image_size: int, min_size: int = 4) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
-from regkit.spec import NetworkSpec
+from regkit.registry import NetworkSpec
 
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parent / "assets" / "mnist_classifier.pt"
 

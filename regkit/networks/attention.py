@@ -7,12 +7,12 @@ from typing import Optional
 import torch
 from torch import nn
 
-from regkit.attention import AttentionPooling, MultiHeadSelfAttention
-from regkit.layouts import FEATURES, SEQUENCE
+from regkit.components.attention import AttentionPooling, MultiHeadSelfAttention
+from regkit.components.layouts import FEATURES, SEQUENCE
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
-from regkit.spec import NormSpec, RegularizerSpec
-from regkit.validation import check
+from regkit.registry import NormSpec, RegularizerSpec
+from regkit.errors import check
 
 
 class SequenceNorm(nn.Module):

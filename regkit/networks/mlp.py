@@ -6,11 +6,11 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from regkit.layouts import FEATURES
+from regkit.components.layouts import FEATURES
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
-from regkit.spec import NormSpec, RegularizerSpec
-from regkit.validation import check
+from regkit.registry import NormSpec, RegularizerSpec
+from regkit.errors import check
 
 BlockPart = Literal["norm", "act", "dropout"]
 

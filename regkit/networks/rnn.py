@@ -2,7 +2,7 @@
 Gal & Ghahramani (2016) and Merity et al. (2017): a language model and a sequence classifier.
 
 Layout is batch-first everywhere: tokens ``(N, T)``, activations ``(N, T, H)``. Each slot names its
-layout (:mod:`regkit.layouts`): the activation slots are sequences, so ``variational_dropout`` gets
+layout (:mod:`regkit.components.layouts`): the activation slots are sequences, so ``variational_dropout`` gets
 ``batch_first=True`` and ``spatial_dropout`` ``channels_last=True``; ``embedding_dropout`` takes the
 embedding weight and ``weight_drop`` the RNN layers, and each slot refuses what does not fit it.
 
@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regkit.layouts import EMBEDDING, RECURRENT, SEQUENCE
+from regkit.components.layouts import EMBEDDING, RECURRENT, SEQUENCE
 from regkit.networks.slots import fill
-from regkit.precision import run_fused_rnn
+from regkit.networks.precision import run_fused_rnn
 from regkit.registry import register
-from regkit.regularizers.dropout import check_rate
-from regkit.regularizers.recurrent import RecurrentDropout
-from regkit.spec import RegularizerSpec
-from regkit.validation import check
+from regkit.components.regularizers.dropout import check_rate
+from regkit.components.regularizers.recurrent import RecurrentDropout
+from regkit.registry import RegularizerSpec
+from regkit.errors import check
 
 Cell = Literal["lstm", "gru", "rnn"]
 Mode = Literal["fused", "cell_loop"]

@@ -5,8 +5,8 @@ from typing import Any, Callable, Literal
 
 from torch import nn
 
-from regkit.layouts import Layout, layout_arguments
-from regkit.spec import Spec
+from regkit.components.layouts import Layout, layout_arguments
+from regkit.registry.spec import Spec
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -23,7 +23,7 @@ Activation = Literal["relu", "leaky_relu", "gelu", "tanh", "selu", "silu", "elu"
 def fill(spec: Spec | None, layout: Layout | None = None, slot: str = "", **provided: Any) -> nn.Module:
     """Build ``spec`` with what the slot knows (e.g. ``num_features``), or Identity for an empty slot.
 
-    A regularizer slot names its ``layout`` (:mod:`regkit.layouts`): the component gets the
+    A regularizer slot names its ``layout`` (:mod:`regkit.components.layouts`): the component gets the
     arguments its ``layouts`` table gives for it (e.g. ``batch_first=True`` in a sequence slot), or
     is refused, naming it and the ``slot``, if it does not work in that layout.
     """

@@ -1,8 +1,11 @@
 """The component registry: every pluggable part of regkit, found by ``(kind, name)``.
 
-Each kind is one :class:`Registry` (regkit/registry/core.py) that owns its table, its spec type
-and where its built-ins live; plugins extend any of them (regkit/registry/plugins.py); ``regkit
-list`` shows them (regkit/registry/listing.py). Built-ins register when their kind is first used.
+Each kind is one :class:`Registry` (regkit/registry/core.py) that owns its table and where its
+built-ins live; its spec type (regkit/registry/spec.py) is how a recipe names one of its
+components; installed plugins extend any of them (regkit/registry/plugins.py); ``regkit list``
+shows them (regkit/registry/listing.py). Built-ins register when their kind is first used.
+
+Imports run one way: core <- spec <- plugins, listing <- this package.
 """
 from __future__ import annotations
 
@@ -11,23 +14,73 @@ from typing import Any, Callable, Optional, Union
 
 from regkit.registry import plugins
 from regkit.registry.core import REGISTRIES, Entry, Registry, RegistryError, did_you_mean, registry_of, snake_case
-from regkit.registry.plugins import load_module, plugin_errors
+from regkit.registry.plugins import installed, load_module, plugin_errors
+from regkit.registry.spec import InvalidSpec, Spec
 
 # The kinds of component, one line each: name, where regkit's own ones live, whether a recipe's
 # component is built once at parse time so its own value checks run before training.
-regularizer = Registry("regularizer", ("regkit.regularizers",), trial_build=True)
-norm = Registry("norm", ("regkit.norm",))
-penalty = Registry("penalty", ("regkit.penalties", "regkit.activation_penalties", "regkit.gan.penalties"), True)
-constraint = Registry("constraint", ("regkit.constraints",), trial_build=True)
-attention = Registry("attention", ("regkit.attention",))
-generator = Registry("generator", ("regkit.gan.generators",))
-discriminator = Registry("discriminator", ("regkit.gan.discriminators",))
-gan_loss = Registry("gan_loss", ("regkit.gan.losses",), trial_build=True)
-network = Registry("network", ("regkit.networks",))
+regularizer = Registry("regularizer", ("regkit.components.regularizers",), trial_build=True, source=installed)
+norm = Registry("norm", ("regkit.components.norm",), source=installed)
+penalty = Registry("penalty", ("regkit.components.penalties", "regkit.components.activation_penalties",
+                               "regkit.gan.penalties"), trial_build=True, source=installed)
+constraint = Registry("constraint", ("regkit.components.constraints",), trial_build=True, source=installed)
+attention = Registry("attention", ("regkit.components.attention",), source=installed)
+generator = Registry("generator", ("regkit.gan.generators",), source=installed)
+discriminator = Registry("discriminator", ("regkit.gan.discriminators",), source=installed)
+gan_loss = Registry("gan_loss", ("regkit.gan.losses",), trial_build=True, source=installed)
+network = Registry("network", ("regkit.networks",), source=installed)
 
 KINDS = tuple(REGISTRIES)
 
+# Each kind's spec type: the annotation of a slot that takes one of its components.
+class RegularizerSpec(Spec, registry=regularizer):
+    """A regularizer chosen by a recipe: its registry name and arguments."""
+
+
+class NormSpec(Spec, registry=norm):
+    """A norm chosen by a recipe: its registry name and arguments."""
+
+
+class PenaltySpec(Spec, registry=penalty):
+    """A penalty chosen by a recipe: its registry name and arguments."""
+
+
+class ConstraintSpec(Spec, registry=constraint):
+    """A constraint chosen by a recipe: its registry name and arguments."""
+
+
+class AttentionSpec(Spec, registry=attention):
+    """An attention block chosen by a recipe: its registry name and arguments."""
+
+
+class GeneratorSpec(Spec, registry=generator):
+    """A GAN generator chosen by a recipe: its registry name and arguments."""
+
+
+class DiscriminatorSpec(Spec, registry=discriminator):
+    """A GAN discriminator chosen by a recipe: its registry name and arguments."""
+
+
+class GanLossSpec(Spec, registry=gan_loss):
+    """A GAN loss chosen by a recipe: its registry name and arguments."""
+
+
+class NetworkSpec(Spec, registry=network):
+    """A network chosen by a recipe: its registry name and arguments."""
+
+
 __all__ = [
+    "AttentionSpec",
+    "ConstraintSpec",
+    "DiscriminatorSpec",
+    "GanLossSpec",
+    "GeneratorSpec",
+    "InvalidSpec",
+    "NetworkSpec",
+    "NormSpec",
+    "PenaltySpec",
+    "RegularizerSpec",
+    "Spec",
     "KINDS",
     "REGISTRIES",
     "Entry",
@@ -38,6 +91,7 @@ __all__ = [
     "did_you_mean",
     "entries",
     "get",
+    "installed",
     "load_module",
     "plugin_errors",
     "plugins",

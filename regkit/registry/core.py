@@ -1,22 +1,46 @@
-"""One :class:`Registry` per kind of component: its table of names, its spec type, where its
-built-ins live and how plugins extend it (in the spirit of MMEngine's ``Registry``)."""
+"""One :class:`Registry` per kind of component: its table of names, where its built-ins live and
+where the rest come from (in the spirit of MMEngine's ``Registry``). Imports nothing else of regkit
+but its errors: specs (spec.py) and plugin discovery (plugins.py) build on this module."""
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import importlib
+import importlib.metadata
 import inspect
 import pkgutil
 import re
+import sys
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from regkit.errors import RegkitError
-from regkit.registry import plugins
-from regkit.spec import Spec, spec_type
+
+# The module name of a local plugin file loaded by regkit/registry/plugins.py: this prefix + its stem.
+LOCAL_PREFIX = "regkit_local_plugin_"
 
 # Every kind by name, in the order they were created (``regkit list`` shows them in this order).
 REGISTRIES: dict[str, "Registry"] = {}
+
+# The installed distribution whose plugin is being imported now (set by regkit/registry/plugins.py),
+# recorded in the entries it registers.
+LOADING_DIST: ContextVar[Optional[str]] = ContextVar("regkit_loading_dist", default=None)
+
+
+class EntrySource(Protocol):
+    """Where a registry finds components it does not hold yet: installed plugins
+    (:class:`regkit.registry.plugins.PluginLoader`)."""
+
+    def declared(self, kind: str) -> dict[str, str]:
+        """Names declared for ``kind`` without importing anything: name -> distribution."""
+
+    def load_for(self, registry: "Registry", name: str, strict: bool = True) -> None:
+        """Import what can provide ``name`` of ``registry``'s kind."""
+
+    def load_unnamed(self) -> None:
+        """Import the sources whose names are not declared."""
 
 
 class RegistryError(RegkitError):
@@ -42,29 +66,52 @@ class Entry:
     def accepts_any_kwargs(self) -> bool:
         return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(self.obj).parameters.values())
 
-    # What `regkit list` shows (regkit/registry/listing.py).
     @property
     def doc(self) -> str:
-        from regkit.registry.listing import summary
-
-        return summary(self)
+        """The summary of the component's docstring: its first paragraph, on one line."""
+        doc = (inspect.getdoc(self.obj) or "").strip()
+        return " ".join(doc.split("\n\n")[0].split())
 
     @property
     def origin(self) -> str:
-        from regkit.registry.listing import origin
-
-        return origin(self)
+        """The installed distribution that provides the component, else its file (a local plugin)
+        or its module."""
+        if self.dist:
+            return self.dist
+        dists = _packages_distributions().get(self.module.split(".")[0])
+        if dists:
+            return dists[0]
+        path = getattr(sys.modules.get(self.module), "__file__", None)
+        return path if path and self.module.startswith(LOCAL_PREFIX) else self.module
 
     @property
     def version(self) -> str:
-        from regkit.registry.listing import version
-
-        return version(self)
+        """Version of the distribution in :attr:`origin` ("" for a local file or module)."""
+        try:
+            return importlib.metadata.version(self.origin)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            return ""
 
     def describe_arguments(self) -> list[dict[str, str]]:
-        from regkit.registry.listing import describe_arguments
+        """Each argument's name, type and default, as text (``regkit list``)."""
+        out = []
+        for p in self.parameters:
+            ann = p.annotation
+            type_name = "" if ann is p.empty else (ann if isinstance(ann, str) else _type_name(ann))
+            default = "" if p.default is p.empty else repr(p.default)
+            out.append({"name": p.name, "type": type_name, "default": default})
+        return out
 
-        return describe_arguments(self)
+
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
 
 
 def _same_definition(old: Any, new: Any) -> bool:
@@ -97,20 +144,26 @@ class Registry:
             stands for all its public submodules (a new file there registers itself).
         trial_build: build a component once while its recipe is parsed, so the component's own
             checks (e.g. ``p=1.5``) stop the run before training. For small, cheap kinds.
+        source: where components not registered yet come from (installed plugins), if anywhere.
 
-    ``registry.Spec`` is the kind's spec type: the annotation of a slot that takes a component
-    of this kind (``dropout: Optional[RegularizerSpec]``), checked by jsonargparse at parse time.
+    ``registry.Spec`` is the kind's spec type (regkit/registry/spec.py): the annotation of a slot
+    that takes a component of this kind (``dropout: Optional[RegularizerSpec]``), checked by
+    jsonargparse at parse time.
     """
 
-    def __init__(self, kind: str, builtins: tuple[str, ...] = (), trial_build: bool = False) -> None:
+    Spec: type  # set by regkit.registry.spec.spec_type
+
+    def __init__(
+        self, kind: str, builtins: tuple[str, ...] = (), trial_build: bool = False, source: Optional[EntrySource] = None
+    ) -> None:
         if kind in REGISTRIES:
             raise RegistryError(f"kind {kind!r} already exists")
         self.kind = kind
         self.builtins = builtins
         self.trial_build = trial_build
+        self.source = source
         self._entries: dict[str, Entry] = {}
         self._builtins_loaded = False
-        self.Spec: type[Spec] = spec_type(self)
         REGISTRIES[kind] = self
 
     def __repr__(self) -> str:
@@ -122,12 +175,14 @@ class Registry:
 
         def decorator(obj: Any) -> Any:
             key = name or snake_case(obj.__name__)
+            if override:  # replace a built-in now, not be replaced by it when the built-ins load later
+                self.load_builtins()
             old = self._entries.get(key)
             if old is not None and not override and not _same_definition(old.obj, obj):
                 raise RegistryError(
                     f"{self.kind} {key!r} is already registered (from {old.module}); pass override=True to replace it"
                 )
-            self._entries[key] = Entry(self.kind, key, obj, getattr(obj, "__module__", "?"), plugins.loading_dist())
+            self._entries[key] = Entry(self.kind, key, obj, getattr(obj, "__module__", "?"), LOADING_DIST.get())
             return obj
 
         return decorator
@@ -135,6 +190,10 @@ class Registry:
     def unregister(self, name: str) -> None:
         """Remove a component (tests and interactive sessions use this)."""
         self._entries.pop(name, None)
+
+    def holds(self, name: str) -> bool:
+        """Whether ``name`` is registered now (nothing is imported to find it)."""
+        return name in self._entries
 
     def load_builtins(self) -> None:
         if self._builtins_loaded:
@@ -151,8 +210,8 @@ class Registry:
         """The entry for ``name``; an unknown name fails listing close matches."""
         self.load_builtins()
         entry = self._entries.get(name)
-        if entry is None:
-            plugins.load_for(self, name)
+        if entry is None and self.source is not None:
+            self.source.load_for(self, name)
             entry = self._entries.get(name)
         if entry is None:
             names = self.names()
@@ -163,17 +222,20 @@ class Registry:
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names (sorted), plugins' declared names included without importing them."""
         self.load_builtins()
-        plugins.load_unnamed()
-        names = set(self._entries) | set(plugins.declared(self.kind))
+        names = set(self._entries)
+        if self.source is not None:
+            self.source.load_unnamed()
+            names |= set(self.source.declared(self.kind))
         return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
     def entries(self, pattern: str = "*") -> list[Entry]:
         """Entries matching ``pattern``, importing only the plugins whose names match."""
         self.load_builtins()
-        for name in plugins.declared(self.kind):
-            if fnmatch.fnmatch(name, pattern) and name not in self._entries:
-                plugins.load_for(self, name, strict=False)
-        plugins.load_unnamed()
+        if self.source is not None:
+            for name in self.source.declared(self.kind):
+                if fnmatch.fnmatch(name, pattern) and name not in self._entries:
+                    self.source.load_for(self, name, strict=False)
+            self.source.load_unnamed()
         return [e for n, e in sorted(self._entries.items()) if fnmatch.fnmatch(n, pattern)]
 
     # ------------------------------------------------------------------ building

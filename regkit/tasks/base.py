@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from regkit.spec import ConstraintSpec, PenaltySpec
+from regkit.registry import ConstraintSpec, PenaltySpec
 
 
 def logging_due(trainer: Optional[L.Trainer]) -> bool:

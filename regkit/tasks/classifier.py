@@ -8,10 +8,10 @@ import torch.nn.functional as F
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from regkit.mc_dropout import mc_predict
-from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
+from regkit.components.mc_dropout import mc_predict
+from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
-from regkit.validation import check
+from regkit.errors import check
 
 
 class Classifier(RegularizedTask):

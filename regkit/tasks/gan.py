@@ -48,9 +48,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from regkit.gan.ema import EMA
-from regkit.spec import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
+from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.tasks.base import logging_due, save_recipe
-from regkit.validation import check
+from regkit.errors import check
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:

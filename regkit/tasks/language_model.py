@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.text import Perplexity
 
-from regkit.mc_dropout import mc_dropout
+from regkit.components.mc_dropout import mc_dropout
 from regkit.networks.rnn import detach_state
-from regkit.spec import ConstraintSpec, NetworkSpec, PenaltySpec
+from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
-from regkit.validation import check
+from regkit.errors import check
 
 
 class LanguageModel(RegularizedTask):

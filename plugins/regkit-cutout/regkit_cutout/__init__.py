@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from regkit import register
-from regkit.layouts import FEATURES, MAPS, Layouts
+from regkit.components import FEATURES, MAPS, Layouts
 
 __version__ = "0.1.0"
 __all__ = ["Cutout", "cutout"]

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from regkit.penalties import Penalty
+from regkit.components.penalties import Penalty
 from regkit.registry import register
 
 

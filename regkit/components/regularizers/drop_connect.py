@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regkit.layouts import Layouts
+from regkit.components.layouts import Layouts
 from regkit.registry import register
-from regkit.regularizers.base import DropoutBase, StochasticRegularizer, check_rate
+from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer, check_rate
 
 __all__ = ["DropConnect", "DropConnectLinear", "apply_drop_connect"]
 

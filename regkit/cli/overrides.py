@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import yaml
 
-from regkit.spec import invalid_specs, to_config
+from regkit.registry.spec import invalid_specs, to_config
 
 
 

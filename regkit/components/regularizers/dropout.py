@@ -1,6 +1,6 @@
 """Element-wise dropout: standard (inverted), Gaussian (multiplicative noise) and alpha (SELU nets).
 
-Each is a functional core plus a thin module on :class:`~regkit.regularizers.base.DropoutBase`
+Each is a functional core plus a thin module on :class:`~regkit.components.regularizers.base.DropoutBase`
 (validated, settable ``p``; identity in eval mode and at ``p = 0``).
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from regkit.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layouts
+from regkit.components.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.regularizers.base import DropoutBase, check_rate
+from regkit.components.regularizers.base import DropoutBase, check_rate
 
 __all__ = ["AlphaDropout", "Dropout", "GaussianDropout", "check_rate", "gaussian_dropout"]
 

@@ -66,7 +66,7 @@ def layouts_of(component: Any) -> Layouts:
 
 
 def layout_arguments(spec: Any, layout: Layout, slot: str = "") -> dict[str, Any]:
-    """The constructor arguments that adapt a spec's component (``regkit.spec.Spec``) to
+    """The constructor arguments that adapt a spec's component (``regkit.registry.spec.Spec``) to
     ``layout``; ValueError naming it and the slot if it does not work there, or if the recipe sets
     one of those arguments against the layout."""
     supported = layouts_of(spec.entry.obj)

@@ -6,7 +6,8 @@ In YAML a component is either its registry name or a mapping with ``name`` plus 
     dropout: {name: dropout, p: 0.3}      # with arguments
 
 A slot in a network or task is typed with the spec type of its kind (``RegularizerSpec``,
-``NormSpec``, ...: ``regkit.registry.<kind>.Spec``, made by each :class:`~regkit.registry.Registry`).
+``NormSpec``, ...: ``regkit.registry.RegularizerSpec``, a ``Spec`` subclass bound to its kind's
+:class:`~regkit.registry.Registry`; :func:`spec_type` makes one for a kind created at run time).
 A spec resolves once, when it is created: the name is looked up, the arguments are checked
 (names, types, nested specs) and, for small kinds, the component is built once so its own checks
 run. It keeps the registry entry and plain recipe values, so ``spec.to_config()`` is what a
@@ -19,7 +20,7 @@ reports it with its full key (``model.init_args.network.dropout: unknown regular
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
 from jsonargparse import ArgumentParser
 from jsonargparse.typing import register_type
@@ -28,6 +29,9 @@ from regkit.errors import RegkitError
 
 if TYPE_CHECKING:
     from regkit.registry.core import Entry, Registry
+
+
+S = TypeVar("S", bound="Spec")
 
 
 class Spec:
@@ -40,6 +44,14 @@ class Spec:
     registry: ClassVar["Registry"]
     kind: ClassVar[str] = ""
 
+    def __init_subclass__(cls, registry: "Registry | None" = None, **kwargs: Any) -> None:
+        """``class RegularizerSpec(Spec, registry=regularizer)``: the spec type of that kind."""
+        super().__init_subclass__(**kwargs)
+        if registry is not None:
+            cls.registry, cls.kind = registry, registry.kind
+            registry.Spec = cls
+            register_spec_type(cls)
+
     def __init__(self, name: str, **kwargs: Any) -> None:
         entry = self.registry.get(name)
         self.registry.check_arguments(entry, kwargs, provided=_injected(entry, kwargs))
@@ -50,7 +62,7 @@ class Spec:
             self.registry.construct(entry, dict(self.kwargs))  # its own value checks (e.g. p=1.5), now
 
     @classmethod
-    def parse(cls, value: Any) -> "Spec":
+    def parse(cls: type[S], value: Any) -> S:
         """A spec from a YAML value: a name, a mapping with ``name``, or a spec of this kind."""
         if isinstance(value, cls):
             return value
@@ -102,7 +114,7 @@ class InvalidSpec:
 
     def __init__(self, spec_type: type[Spec], value: Any, error: RegkitError, override: bool = False) -> None:
         self.spec_type, self.value, self.error = spec_type, value, error
-        self.override = override  # an override of one key, given without the component (regkit/overrides.py)
+        self.override = override  # an override of one key, given without the component (regkit/cli/overrides.py)
 
     def __repr__(self) -> str:
         return f"InvalidSpec({self.value!r}: {self.error})"
@@ -178,20 +190,26 @@ def _is_nested_override(value: Any) -> bool:
 
 
 def spec_type(registry: "Registry") -> type[Spec]:
-    """The spec type of a registry's kind (``RegularizerSpec``), registered with jsonargparse."""
+    """The spec type of a kind made at run time (``MyKindSpec`` for ``Registry("my_kind")``)."""
     name = "".join(word.capitalize() for word in registry.kind.split("_")) + "Spec"
-    cls: type[Spec] = type(name, (Spec,), {"registry": registry, "kind": registry.kind, "__module__": __name__,
-                               "__qualname__": name, "__doc__": f"A {registry.kind} chosen by a recipe."})
+    doc = f"A {registry.kind} chosen by a recipe: its registry name and arguments."
+    return type(name, (Spec,), {"__doc__": doc}, registry=registry)
+
+
+def register_spec_type(cls: type[Spec]) -> None:
+    """Make jsonargparse (public ``register_type``) parse recipe values into ``cls`` in any signature
+    it annotates; a value that does not resolve becomes an :class:`InvalidSpec` with the error."""
+    kind = cls.kind
 
     def deserialize(value: Any) -> Any:
         if _is_nested_override(value):
             error = RegkitError(
-                f"cannot set {value.key!r} of a {registry.kind} without its previous value; "
+                f"cannot set {value.key!r} of a {kind} without its previous value; "
                 "regkit's command line merges such overrides (regkit fit ...)"
             )
             return InvalidSpec(cls, {value.key: value.val}, error, override=True)
         if not isinstance(value, (str, dict)) and not hasattr(value, "as_dict"):
-            raise ValueError(f"a {registry.kind} is given as its registry name or a mapping with 'name', not {value!r}")
+            raise ValueError(f"a {kind} is given as its registry name or a mapping with 'name', not {value!r}")
         try:
             return cls.parse(value)
         except RegkitError as err:  # reported by the CLI with its full key
@@ -203,8 +221,6 @@ def spec_type(registry: "Registry") -> type[Spec]:
         deserializer=deserialize,
         type_check=lambda v, t: isinstance(v, t) or (isinstance(v, InvalidSpec) and v.spec_type is t),
     )
-    globals()[name] = cls  # importable as regkit.spec.<Name> (help text, pickles, annotations)
-    return cls
 
 
 def invalid_specs(value: Any, key: str = "") -> list[tuple[str, InvalidSpec]]:
@@ -219,17 +235,3 @@ def invalid_specs(value: Any, key: str = "") -> list[tuple[str, InvalidSpec]]:
         for i, v in enumerate(value):
             found += invalid_specs(v, f"{key}.{i}")
     return found
-
-
-if TYPE_CHECKING:  # made by each kind's Registry (regkit/registry/__init__.py) at import
-    from typing import TypeAlias
-
-    RegularizerSpec: TypeAlias = Spec
-    NormSpec: TypeAlias = Spec
-    PenaltySpec: TypeAlias = Spec
-    ConstraintSpec: TypeAlias = Spec
-    AttentionSpec: TypeAlias = Spec
-    GeneratorSpec: TypeAlias = Spec
-    DiscriminatorSpec: TypeAlias = Spec
-    GanLossSpec: TypeAlias = Spec
-    NetworkSpec: TypeAlias = Spec

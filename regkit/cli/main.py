@@ -1,5 +1,5 @@
 """The ``regkit`` command: ``regkit list`` and plugin loading here, ``regkit compare`` in
-regkit/compare.py; ``fit|validate|test|predict`` go to LightningCLI (regkit/lightning_cli.py),
+regkit/compare/; ``fit|validate|test|predict`` go to LightningCLI (regkit/cli/lightning.py),
 imported only then so ``regkit list`` starts fast.
 
 ``--plugins A[,B]`` (before the subcommand, repeatable) and the environment variable
@@ -14,26 +14,16 @@ import sys
 from typing import Optional
 
 from regkit import registry
+from regkit.cli.commands import subcommand_of, take_option
+from regkit.cli.error_report import debug, print_error
+from regkit.errors import RegkitError
 from regkit.registry import listing, plugins
 
 
 def _pop_plugins(argv: list[str]) -> tuple[list[str], list[str]]:
     """Take ``--plugins A[,B]`` (repeatable) out of argv; ``REGKIT_PLUGINS`` adds more."""
-    found = plugins.from_environment()
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--plugins" and i + 1 < len(argv):
-            found += [p for p in argv[i + 1].split(",") if p]
-            i += 2
-            continue
-        if arg.startswith("--plugins="):
-            found += [p for p in arg.split("=", 1)[1].split(",") if p]
-        else:
-            rest.append(arg)
-        i += 1
-    return rest, list(dict.fromkeys(found))
+    rest, found = take_option(argv, "--plugins")
+    return rest, list(dict.fromkeys(plugins.from_environment() + found))
 
 
 def list_command(argv: list[str]) -> int:
@@ -70,11 +60,8 @@ def list_command(argv: list[str]) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """The ``regkit`` command. Bad input (a recipe value, a file, a plugin) ends with a two-line
-    report naming the key and exit code 2 (regkit/reporting.py); ``REGKIT_DEBUG=1`` shows the
-    traceback instead."""
-    from regkit.errors import RegkitError
-    from regkit.reporting import debug, print_error, subcommand_of
-
+    report naming the key and exit code 2 (regkit/cli/error_report.py); ``REGKIT_DEBUG=1`` shows
+    the traceback instead."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         return _main(args)
@@ -86,28 +73,27 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from regkit import input_files, reporting
+    from regkit.cli.local_plugins import load_plugin
 
     argv, local_plugins = _pop_plugins(argv)
     for plugin in local_plugins:
-        input_files.load_plugin(plugin)
+        load_plugin(plugin)
     if argv and argv[0] == "compare":
         from regkit.compare import main as compare
 
-        if local_plugins:  # every `regkit fit` that compare starts loads them too
-            os.environ["REGKIT_PLUGINS"] = ",".join(local_plugins)
-        return compare(argv[1:])
+        return compare(argv[1:], plugins=local_plugins)  # every `regkit fit` it starts loads them too
     if argv and argv[0] == "list":
         try:
             return list_command(argv[1:])
         except BrokenPipeError:  # `regkit list | head`: the reader left, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-    from regkit import warnings_filter
+    from regkit.cli import parser, warnings_filter
+    from regkit.cli.recipe_files import check_recipe_files
 
-    reporting.current_subcommand = reporting.subcommand_of(argv)
-    input_files.check_recipe_files(argv)
-    from regkit.lightning_cli import RegkitCLI
+    parser.current_subcommand = subcommand_of(argv)
+    check_recipe_files(argv)
+    from regkit.cli.lightning import RegkitCLI
 
     warnings_filter.install()
     RegkitCLI(args=argv)

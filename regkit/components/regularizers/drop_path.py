@@ -7,9 +7,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from regkit.layouts import ACTIVATIONS, Layouts
+from regkit.components.layouts import ACTIVATIONS, Layouts
 from regkit.registry import register
-from regkit.regularizers.base import DropoutBase, check_rate
+from regkit.components.regularizers.base import DropoutBase, check_rate
 
 __all__ = ["DropPath", "drop_path", "drop_path_rates", "set_drop_path_rates"]
 

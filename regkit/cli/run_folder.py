@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from regkit.cli.error_report import fail
+from regkit.registry import snake_case
+
 ENV = "REGKIT_RUN"
 DEFAULT_ROOT = "runs"
 
@@ -105,7 +108,7 @@ def run_root(config: Any) -> str:
     return str(save_dir) if save_dir else DEFAULT_ROOT
 
 
-def run_name(config: Any, snake_case: Any) -> str:
+def run_name(config: Any) -> str:
     """The recipe file's stem; else the logger's ``name``; else the task class in snake case."""
     configs = config.get("config") or []
     if configs:
@@ -121,3 +124,77 @@ def run_name(config: Any, snake_case: Any) -> str:
 def run_dir(trainer: Any) -> Path:
     """The folder of the trainer's run (the CLI sets ``default_root_dir`` to it)."""
     return Path(trainer.default_root_dir)
+
+
+def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dict[str, Any]:
+    """Where this command writes, which checkpoint it loads, and the W&B run id (see regkit.cli.run_folder)."""
+    root, name = run_root(config), run_name(config)
+    given_dir = config.get("run_dir")
+    ckpt: Optional[Path] = None
+    resume = False
+    if ckpt_request in ("last", "auto"):
+        if ckpt_request == "auto" and subcommand != "fit":
+            fail(f"--ckpt_path auto is for fit (resume if there is a checkpoint, else start); "
+                 f"give {subcommand} a checkpoint file or 'last'")
+        if given_dir:
+            candidate = Path(given_dir, "checkpoints", "last.ckpt")
+            ckpt = candidate if candidate.is_file() else None
+            where = str(candidate)
+        else:
+            ckpt = latest_checkpoint(root, name)
+            where = os.path.join(root, name, "*", "checkpoints", "last.ckpt")
+        if ckpt is None and ckpt_request == "last":
+            fail(f"--ckpt_path last: nothing to resume, no checkpoint at {where}. "
+                 "Start a new run without --ckpt_path, or use --ckpt_path auto (resume if there is "
+                 "a checkpoint, else start).")
+        resume = ckpt is not None and subcommand == "fit"
+    elif ckpt_request:
+        ckpt = Path(ckpt_request)
+        if not ckpt.is_file():
+            fail(f"--ckpt_path {ckpt_request}: no such file (or 'last' / 'auto')")
+    if resume:
+        run_dir = ckpt.parent.parent  # type: ignore[union-attr]
+    elif given_dir:
+        run_dir = Path(given_dir)
+    elif subcommand != "fit" and ckpt is not None and run_of_checkpoint(ckpt) is not None:
+        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{new_run_id()}"  # type: ignore[operator]
+    else:
+        run_dir = Path(root, name, new_run_id())
+    return {
+        "run_dir": str(run_dir),
+        "ckpt_path": str(ckpt) if ckpt is not None else None,
+        "resume": resume,
+        "wandb_id": wandb_id(run_dir),
+    }
+
+
+def place_loggers(trainer_config: Any, run_dir: str, wandb_id: str, resume: bool) -> None:
+    """Every configured logger writes into the run folder; W&B uses the run's id (and resumes it)."""
+    loggers = trainer_config.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        args = init_args(logger)
+        if args is None:
+            continue
+        if "save_dir" in args:
+            args["save_dir"] = run_dir
+        if str(logger.get("class_path", "")).endswith("WandbLogger"):
+            if not args.get("id"):
+                args["id"] = wandb_id
+            if resume and "resume" in args:
+                args["resume"] = "allow"
+        elif "name" in args and "version" in args:  # CSV / TensorBoard: straight into the run folder
+            args["name"], args["version"] = "", ""
+
+
+def with_csv_logger(logger: Any, run_dir: Optional[str]) -> Any:
+    """The configured loggers plus a CSVLogger writing ``<run dir>/metrics.csv`` (none if logging is off)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from regkit.loggers import RunCSVLogger
+
+    if logger is False or run_dir is None:
+        return logger
+    loggers = [] if logger in (None, True) else list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    if not any(isinstance(lg, CSVLogger) for lg in loggers):
+        loggers.append(RunCSVLogger(run_dir))
+    return loggers

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regkit.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
+from regkit.components.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.regularizers.base import DropoutBase, StochasticRegularizer
-from regkit.regularizers.dropout import check_rate
+from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer
+from regkit.components.regularizers.dropout import check_rate
 
 
 def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
@@ -131,7 +131,7 @@ class RecurrentDropout(DropoutBase):
     A step-by-step RNN (``RecurrentStack`` in ``mode: cell_loop``) draws the mask once per
     sequence with :meth:`sample_mask` and multiplies the fed-back hidden state by it at every step.
     Being a stochastic regularizer module, it follows ``train()`` / ``eval()`` and MC dropout
-    (:mod:`regkit.mc_dropout`) keeps it sampling at predict time.
+    (:mod:`regkit.components.mc_dropout`) keeps it sampling at predict time.
 
     Args:
         p: drop probability of each hidden unit, 0 <= p < 1.

@@ -3,7 +3,7 @@ else (batch norm above all) stays in eval mode, and average T stochastic forward
 predictive distribution (Gal & Ghahramani, 2016, "Dropout as a Bayesian Approximation").
 
 Which modules count as stochastic is decided by one rule,
-:func:`regkit.regularizers.base.is_stochastic`: modules that inherit ``regkit.StochasticRegularizer``
+:func:`regkit.components.regularizers.base.is_stochastic`: modules that inherit ``regkit.StochasticRegularizer``
 (every regkit dropout-like layer and attention-dropout block; plugins inherit it too), and torch's
 own ``nn.Dropout`` family.
 
@@ -23,8 +23,8 @@ from typing import Callable, Iterator, NamedTuple, Optional
 import torch
 from torch import nn
 
-from regkit.norm import BatchNorm
-from regkit.regularizers.base import is_stochastic
+from regkit.components.norm import BatchNorm
+from regkit.components.regularizers.base import is_stochastic
 
 __all__ = ["MCPrediction", "enable_mc_dropout", "mc_dropout", "mc_predict", "stochastic_modules"]
 

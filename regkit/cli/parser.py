@@ -1,41 +1,15 @@
-"""How regkit reports bad input: two lines and exit code 2, no traceback, no page of usage.
-
-::
-
-    usage: regkit fit [--config RECIPE] [--KEY VALUE ...]   (regkit fit --help lists every key)
-    regkit fit: error: model.init_args.network.hidden: must be > 0, got [1024, -1024]
-
-The last line always names the YAML key (or the file) and what is wrong. ``REGKIT_DEBUG=1`` shows
-jsonargparse's full message or the Python traceback instead.
-"""
+"""regkit's argument parser: Lightning's, with a parse error reported in two lines naming the key
+(:func:`summarize_parse_error` reads jsonargparse's nested message) instead of the usage page."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 from typing import NoReturn, Optional
 
 from lightning.pytorch.cli import LightningArgumentParser
 
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
-
-
-def debug() -> bool:
-    """``REGKIT_DEBUG=1`` (any value but empty or 0) asks for full messages and tracebacks."""
-    return os.environ.get("REGKIT_DEBUG", "") not in ("", "0")
-
-
-def print_error(message: str, subcommand: Optional[str] = None) -> None:
-    """The two lines of every bad-input report, on stderr."""
-    prog = f"regkit {subcommand}" if subcommand else "regkit"
-    usage = f"{prog} [--config RECIPE] [--KEY VALUE ...]" if subcommand else "regkit {fit,validate,test,predict,list} ..."
-    print(f"usage: {usage}   ({prog} --help lists every key)", file=sys.stderr)
-    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
-
-
-def subcommand_of(argv: list[str]) -> Optional[str]:
-    """The subcommand of a regkit command line (the first word that is one)."""
-    return next((a for a in argv if a in SUBCOMMANDS), None)
+from regkit.cli.commands import TRAINER_SUBCOMMANDS
+from regkit.cli.error_report import debug, print_error
 
 
 # The subcommand being parsed, set by regkit.cli.main, so a parse error names it.
@@ -124,4 +98,4 @@ class ShortErrorParser(LightningArgumentParser):
 
 def _subcommand_in(prog: str) -> Optional[str]:
     words = prog.split()
-    return words[-1] if words and words[-1] in SUBCOMMANDS else None
+    return words[-1] if words and words[-1] in TRAINER_SUBCOMMANDS else None

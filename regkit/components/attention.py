@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from regkit.layouts import SEQUENCE, layout_arguments
+from regkit.components.layouts import SEQUENCE, layout_arguments
 from regkit.registry import register
-from regkit.regularizers.base import StochasticRegularizer, check_rate
-from regkit.spec import RegularizerSpec
+from regkit.components.regularizers.base import StochasticRegularizer, check_rate
+from regkit.registry import RegularizerSpec
 
 # --------------------------------------------------------------------------- functional core
 

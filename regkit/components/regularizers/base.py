@@ -17,7 +17,7 @@ def check_rate(p: float, name: str = "p") -> float:
 class StochasticRegularizer:
     """Marker mixin: the module is random in training mode and deterministic in eval mode.
 
-    The one rule MC dropout (:mod:`regkit.mc_dropout`) follows: it switches exactly the modules
+    The one rule MC dropout (:mod:`regkit.components.mc_dropout`) follows: it switches exactly the modules
     that inherit this mixin (and torch's own ``nn.Dropout`` family, which cannot) back to training
     mode at predict time. A plugin's stochastic layer inherits it (or :class:`DropoutBase`, which
     does); a deterministic one (an input augmentation, a gate) does not.

@@ -13,9 +13,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from regkit.layouts import FEATURES, MAPS, SEQUENCE, Layouts
+from regkit.components.layouts import FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.regularizers.base import DropoutBase
+from regkit.components.regularizers.base import DropoutBase
 
 __all__ = ["DropBlock", "SpatialDropout", "drop_block", "spatial_dropout"]
 

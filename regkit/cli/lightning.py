@@ -1,6 +1,6 @@
 """regkit's LightningCLI: the recipe chooses task and data module by class, W&B and CSV log by
-default, every command writes into its own run folder (regkit.runs), ``--ckpt_path last|auto``
-resumes exactly, and parse errors name the YAML key."""
+default, every command writes into its own run folder (regkit/cli/run_folder.py), ``--ckpt_path
+last|auto`` resumes exactly, and parse errors name the YAML key."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Optional
 
 import lightning as L
 from jsonargparse import DefaultHelpFormatter
@@ -19,18 +19,22 @@ from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
-from regkit import input_files, registry, runs, validation
 from regkit.callbacks.predictions import PredictionWriter
 from regkit.callbacks.progress_bar import ProgressBar
 from regkit.callbacks.rank_streams import DistinctRankStreams
 from regkit.callbacks.resume import ExactResume
+from regkit.cli import run_folder
+from regkit.cli.checkpoints import check_checkpoint, checkpoint_hparams, explicit_model_keys
+from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE
+from regkit.cli.error_keys import reported_against_keys
+from regkit.cli.overrides import merge_component_overrides
+from regkit.cli.parser import ShortErrorParser
+from regkit.cli.recipe_checks import check_config
+from regkit.cli.recipe_files import install_yaml_loader
+from regkit.cli.run_summary import final_metrics, summarize_run
 from regkit.errors import in_short
-from regkit.overrides import merge_component_overrides
-from regkit.report import final_metrics, summarize_run
-from regkit.reporting import ShortErrorParser
-from regkit.spec import invalid_specs
+from regkit.registry.spec import invalid_specs
 
-USAGE = "regkit [-h] [--plugins FILE_OR_MODULE[,...]] {fit,validate,test,predict,list,compare} ..."
 DESCRIPTION = """\
 regkit: regularizer recipes on Lightning.
 
@@ -94,11 +98,11 @@ class RegkitCLI(LightningCLI):
         self.ckpt_request: Optional[str] = None
         # Recipes load with the duplicate-key check; no abbreviated options (`--trainer.max_epoch 3` is
         # a typo, not max_epochs). Given to each subcommand too: per-subcommand kwargs replace the main ones.
-        strict = {"parser_mode": input_files.install_yaml_loader(), "allow_abbrev": False}
+        strict = {"parser_mode": install_yaml_loader(), "allow_abbrev": False}
         kwargs.setdefault("parser_kwargs", {
             "description": DESCRIPTION, "prog": "regkit", "formatter_class": HelpFormatter, **strict,
             **{sub: {"description": subcommand_description(sub, _first_line(getattr(L.Trainer, sub))), **strict}
-               for sub in ("fit", "validate", "test", "predict")},
+               for sub in TRAINER_SUBCOMMANDS},
         })
         super().__init__(
             L.LightningModule,
@@ -115,7 +119,7 @@ class RegkitCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """As LightningCLI's, with overrides inside a component merged (regkit/overrides.py) and a
+        """As LightningCLI's, with overrides inside a component merged (regkit/cli/overrides.py) and a
         component that does not resolve reported with its full key, before anything is built."""
         if isinstance(args, dict) or hasattr(args, "as_dict"):
             self.config = parser.parse_object(args)
@@ -171,10 +175,10 @@ class RegkitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if not self.subcommand:
             return
-        info = runs.inherited()  # a DDP process started by the launching one: same run
+        info = run_folder.inherited()  # a DDP process started by the launching one: same run
         if info is None:
-            info = choose_run(config, self.subcommand, self.ckpt_request)
-            runs.share(info)
+            info = run_folder.choose_run(config, self.subcommand, self.ckpt_request)
+            run_folder.share(info)
         self.run_info = info
         run_dir = info["run_dir"]
         if info["ckpt_path"]:
@@ -187,7 +191,7 @@ class RegkitCLI(LightningCLI):
         config["trainer"]["default_root_dir"] = run_dir
         if config.get("checkpoint") is not None and not config["checkpoint"].get("dirpath"):
             config["checkpoint"]["dirpath"] = os.path.join(run_dir, "checkpoints")
-        place_loggers(config["trainer"], run_dir, info["wandb_id"], info["resume"])
+        run_folder.place_loggers(config["trainer"], run_dir, info["wandb_id"], info["resume"])
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         # Add regkit's ModelCheckpoint to the recipe's callbacks, unless the recipe turns
@@ -207,7 +211,7 @@ class RegkitCLI(LightningCLI):
         callbacks += [ExactResume(), DistinctRankStreams()]
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter())
-        logger = with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
+        logger = run_folder.with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
         trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger})
         run_dir = self.run_info.get("run_dir")
         for callback in trainer.checkpoint_callbacks:  # the recipe's own ModelCheckpoint too
@@ -218,7 +222,7 @@ class RegkitCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         # Any constructor error is bad input reported against the key of the failing class.
         config = self.config[self.subcommand] if self.subcommand else self.config
-        with validation.reported_against_keys(config):
+        with reported_against_keys(config):
             super().instantiate_classes()
         # Only now, with every class built, does the run folder appear.
         if self.run_info and not getattr(self.trainer, "fast_dev_run", False):
@@ -243,135 +247,9 @@ def report_invalid_components(parser: LightningArgumentParser, config: Any) -> N
         parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 
-def explicit_model_keys(argv: list[str]) -> set[str]:
-    """The task arguments given on the command line (``--model.init_args.mc_samples 20`` ->
-    ``mc_samples``); ``*`` when the whole model is given (``--model X``)."""
-    keys: set[str] = set()
-    for arg in argv:
-        if arg == "--model" or arg.startswith("--model="):
-            keys.add("*")
-        elif arg.startswith("--model."):
-            path = arg[len("--model."):].split("=", 1)[0].split(".")
-            if path[0] == "init_args" and len(path) > 1:
-                path = path[1:]
-            keys.add(path[0] if path[0] not in ("class_path", "dict_kwargs") else "*")
-    return keys
-
-
-def fail(message: str) -> NoReturn:
-    """Stop before anything runs, exit status 2, the message on stderr."""
-    print(f"regkit: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dict[str, Any]:
-    """Where this command writes, which checkpoint it loads, and the W&B run id (see regkit.runs)."""
-    root, name = runs.run_root(config), runs.run_name(config, registry.snake_case)
-    given_dir = config.get("run_dir")
-    ckpt: Optional[Path] = None
-    resume = False
-    if ckpt_request in ("last", "auto"):
-        if ckpt_request == "auto" and subcommand != "fit":
-            fail(f"--ckpt_path auto is for fit (resume if there is a checkpoint, else start); "
-                 f"give {subcommand} a checkpoint file or 'last'")
-        if given_dir:
-            candidate = Path(given_dir, "checkpoints", "last.ckpt")
-            ckpt = candidate if candidate.is_file() else None
-            where = str(candidate)
-        else:
-            ckpt = runs.latest_checkpoint(root, name)
-            where = os.path.join(root, name, "*", "checkpoints", "last.ckpt")
-        if ckpt is None and ckpt_request == "last":
-            fail(f"--ckpt_path last: nothing to resume, no checkpoint at {where}. "
-                 "Start a new run without --ckpt_path, or use --ckpt_path auto (resume if there is "
-                 "a checkpoint, else start).")
-        resume = ckpt is not None and subcommand == "fit"
-    elif ckpt_request:
-        ckpt = Path(ckpt_request)
-        if not ckpt.is_file():
-            fail(f"--ckpt_path {ckpt_request}: no such file (or 'last' / 'auto')")
-    if resume:
-        run_dir = ckpt.parent.parent  # type: ignore[union-attr]
-    elif given_dir:
-        run_dir = Path(given_dir)
-    elif subcommand != "fit" and ckpt is not None and runs.run_of_checkpoint(ckpt) is not None:
-        run_dir = runs.run_of_checkpoint(ckpt) / f"{subcommand}-{runs.new_run_id()}"  # type: ignore[operator]
-    else:
-        run_dir = Path(root, name, runs.new_run_id())
-    return {
-        "run_dir": str(run_dir),
-        "ckpt_path": str(ckpt) if ckpt is not None else None,
-        "resume": resume,
-        "wandb_id": runs.wandb_id(run_dir),
-    }
-
-
-def checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> dict[str, Any]:
-    """The task arguments to take from the checkpoint: its saved hyperparameters (the task it was
-    trained as) except those given on the command line, which apply over them."""
-    model = config.get("model")
-    if "*" in explicit or model is None or not hasattr(model, "get") or model.get("init_args") is None:
-        return {}
-    # Read through the trust check: a resolved `last`/`auto` checkpoint never passed --ckpt_path's check.
-    hparams = dict(input_files.trusted_hyperparameters(str(ckpt_path)))
-    class_path = hparams.pop("_class_path", None)
-    hparams.pop("_instantiator", None)
-    if class_path and not same_class(class_path, str(model.get("class_path"))):
-        fail(f"--ckpt_path {ckpt_path} holds a {class_path}, but the recipe builds a {model.get('class_path')}")
-    return {k: v for k, v in hparams.items() if k in model["init_args"] and k not in explicit}
-
-
-def same_class(a: str, b: str) -> bool:
-    """Whether two class paths name one class (``regkit.tasks.GAN`` and ``regkit.tasks.gan.GAN``)."""
-    import importlib
-
-    def load(path: str) -> Any:
-        module, _, name = path.rpartition(".")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError):
-            return path
-
-    return a == b or load(a) is load(b)
-
-
-def place_loggers(trainer_config: Any, run_dir: str, wandb_id: str, resume: bool) -> None:
-    """Every configured logger writes into the run folder; W&B uses the run's id (and resumes it)."""
-    loggers = trainer_config.get("logger")
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        args = runs.init_args(logger)
-        if args is None:
-            continue
-        if "save_dir" in args:
-            args["save_dir"] = run_dir
-        if str(logger.get("class_path", "")).endswith("WandbLogger"):
-            if not args.get("id"):
-                args["id"] = wandb_id
-            if resume and "resume" in args:
-                args["resume"] = "allow"
-        elif "name" in args and "version" in args:  # CSV / TensorBoard: straight into the run folder
-            args["name"], args["version"] = "", ""
-
-
-def with_csv_logger(logger: Any, run_dir: Optional[str]) -> Any:
-    """The configured loggers plus a CSVLogger writing ``<run dir>/metrics.csv`` (none if logging is off)."""
-    from lightning.pytorch.loggers import CSVLogger
-
-    from regkit.loggers import RunCSVLogger
-
-    if logger is False or run_dir is None:
-        return logger
-    loggers = [] if logger in (None, True) else list(logger) if isinstance(logger, (list, tuple)) else [logger]
-    if not any(isinstance(lg, CSVLogger) for lg in loggers):
-        loggers.append(RunCSVLogger(run_dir))
-    return loggers
-
-
-
-
 def check_parsed_recipe(config: Any) -> None:
     """Checks before anything from the recipe or checkpoint is built or imported (issue #12)."""
     subcommand = config.get("subcommand")
     config = config[subcommand] if subcommand else config
-    input_files.check_checkpoint(config.get("ckpt_path"))
-    validation.check_config(config)
+    check_checkpoint(config.get("ckpt_path"))
+    check_config(config)

@@ -1,14 +1,11 @@
-"""Weights & Biases logging, offline unless you are logged in."""
+"""Weights & Biases logging, offline unless you are logged in, with the versions and revisions of the run."""
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
 
@@ -56,33 +53,39 @@ def run_versions() -> dict[str, Any]:
     """Versions of Python, regkit, torch, lightning, torchmetrics and every installed regkit plugin
     package; ``git_revision`` of the working directory and ``regkit_git_revision`` of regkit's own
     source checkout, when they are git checkouts."""
-    import importlib.metadata as md
     import platform
 
     import lightning
     import torch
     import torchmetrics
 
-    import regkit
+    import regkit.registry
 
     versions: dict[str, Any] = {
         "python": platform.python_version(),
-        "regkit": regkit.__version__,
+        "regkit": _installed_version("regkit"),
         "torch": torch.__version__,
         "lightning": lightning.__version__,
         "torchmetrics": torchmetrics.__version__,
     }
-    for ep in md.entry_points(group="regkit.plugins"):
-        if ep.dist is not None:
-            versions[ep.dist.name] = ep.dist.version
+    versions.update(regkit.registry.installed.distributions())
     rev = git_revision()
     if rev:
         versions["git_revision"] = rev
-    source = Path(regkit.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]
     own = git_revision(str(source)) if (source / ".git").exists() else None
     if own:
         versions["regkit_git_revision"] = own
     return versions
+
+
+def _installed_version(distribution: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # a source tree on the path, not installed
+        return "unknown"
 
 
 class WandbLogger(_LightningWandbLogger):
@@ -140,55 +143,3 @@ class WandbLogger(_LightningWandbLogger):
         if self.save_dir:
             Path(self.save_dir).mkdir(parents=True, exist_ok=True)
         return super().experiment
-
-
-class RunCSVLogger(CSVLogger):
-    """Lightning's CSVLogger writing ``metrics.csv`` and ``hparams.yaml`` straight into a run folder.
-
-    Lightning's writer warns and deletes an existing ``metrics.csv`` whenever its folder is not
-    empty. A run folder always holds ``config.yaml`` by then, and a resumed run (``--ckpt_path
-    last``) its earlier metrics: this logger keeps those rows (the new ones are appended after them)
-    and so has nothing to warn about. The rows an interrupted run logged after its last checkpoint
-    are dropped when training resumes (:meth:`forget_after`): the resumed run logs those steps again.
-    """
-
-    def __init__(self, run_dir: str) -> None:
-        super().__init__(run_dir, name="", version="")
-        self._earlier_rows_kept = False
-
-    @property
-    def experiment(self) -> Any:
-        if self._earlier_rows_kept:
-            return super().experiment
-        path = Path(self.log_dir) / "metrics.csv"
-        earlier: list[dict[str, Any]] = []
-        if path.is_file():
-            with path.open(newline="") as file:
-                earlier = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-            writer = super().experiment
-        if earlier and isinstance(getattr(writer, "metrics", None), list):  # rank 0's writer
-            writer.metrics[:0] = earlier  # written back, with the new rows, at the next save
-        self._earlier_rows_kept = True
-        return writer
-
-    def forget_after(self, step: int) -> None:
-        """Drop the rows of logging steps after ``step``, in memory and in ``metrics.csv`` (the rows a
-        killed run wrote after the checkpoint that training now resumes from, and will write again)."""
-
-        def kept(row: dict[str, Any]) -> bool:
-            return row.get("step") in (None, "") or int(float(row["step"])) <= step
-
-        rows = getattr(self.experiment, "metrics", None)
-        if isinstance(rows, list):
-            rows[:] = [row for row in rows if kept(row)]
-        path = Path(self.log_dir) / "metrics.csv"
-        if path.is_file():
-            with path.open(newline="") as file:
-                reader = csv.DictReader(file)
-                fields, earlier = reader.fieldnames or [], [row for row in reader if kept(row)]
-            with path.open("w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(earlier)

@@ -2,8 +2,6 @@
 metrics and where the run's files are."""
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,27 +9,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from regkit.runs import run_dir
-
-
-def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a Lightning ``metrics.csv`` with their non-empty values as floats."""
-    rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return rows
-
-
-def per_epoch(rows: list[dict[str, float]], key: str) -> list[tuple[float, float]]:
-    """(epoch, value) of ``key``: its epoch-level value (``key_epoch`` when logged on both levels)
-    or the mean of its per-step values in that epoch."""
-    values: dict[float, list[float]] = {}
-    epoch_key = key + "_epoch" if any(key + "_epoch" in r for r in rows) else key
-    for row in rows:
-        if epoch_key in row and "epoch" in row and math.isfinite(row[epoch_key]):
-            values.setdefault(row["epoch"], []).append(row[epoch_key])
-    return [(epoch, sum(v) / len(v)) for epoch, v in sorted(values.items())]
+from regkit.cli.metrics_csv import per_epoch, read_metrics
+from regkit.cli.run_folder import run_dir
 
 
 def curve_keys(rows: list[dict[str, float]]) -> list[list[str]]:

@@ -1,0 +1,5 @@
+import sys
+
+from regkit.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""Checkpoints given to ``--ckpt_path``, read as data before anything from them is imported.
+
+A checkpoint must be a file that ``torch.load(weights_only=True)`` reads as a Lightning checkpoint,
+and the class paths in its hyperparameters may only name regkit's classes or those of an installed
+or ``--plugins`` regkit plugin: a checkpoint is data, so it must not choose code to import
+(:func:`check_checkpoint`). Its hyperparameters become the task's arguments, under the options given
+on the command line next to it (:func:`checkpoint_hparams`).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from regkit.cli.commands import dotted_keys
+from regkit.cli.error_report import fail
+from regkit.errors import BadInput, describe
+
+
+# Values of --ckpt_path that Lightning (or regkit) resolves itself instead of naming a file.
+CKPT_KEYWORDS = ("last", "best", "hpc", "auto", "registry")
+# What Lightning itself stores under ``_instantiator`` when the CLI saved the checkpoint.
+TRUSTED_INSTANTIATORS = ("lightning.pytorch.cli.instantiate_module",)
+
+
+def trusted_modules() -> set[str]:
+    """Top-level modules whose classes a checkpoint may name: regkit, every installed regkit plugin
+    (from entry-point metadata, nothing imported) and every module that registered a component
+    (this includes ``--plugins`` files and modules)."""
+    from regkit import registry
+
+    modules = {"regkit", *registry.installed.top_level_modules()}  # none when autoload is disabled
+    for entry in registry.entries():
+        modules.add(entry.module.split(".")[0])
+    return modules
+
+
+def _class_paths(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if k in ("_class_path", "class_path", "_instantiator") and isinstance(v, str):
+                yield sub, v
+            else:
+                yield from _class_paths(v, sub)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _class_paths(v, f"{key}.{i}" if key else str(i))
+
+
+def check_trusted_hparams(hparams: Any, where: str) -> None:
+    """Every class path in checkpoint hyperparameters names a regkit or regkit-plugin class."""
+    trusted = None
+    for key, path in _class_paths(hparams):
+        if key.endswith("_instantiator") and path in TRUSTED_INSTANTIATORS:
+            continue
+        if trusted is None:
+            trusted = trusted_modules()
+        if path.split(".")[0] not in trusted:
+            raise BadInput(
+                f"hyperparameter {key} names {path!r}, which is not a class of regkit or of an installed "
+                "regkit plugin; a checkpoint is data and may not choose code to import (load it only with "
+                "a recipe you trust: --config with --model.class_path set)",
+                where,
+            )
+
+
+def is_ckpt_keyword(value: str) -> bool:
+    return value in CKPT_KEYWORDS or value.startswith("registry:")
+
+
+def check_checkpoint(ckpt_path: Any) -> None:
+    """``--ckpt_path`` names a Lightning checkpoint that loads safely and names only trusted classes.
+
+    Raises:
+        BadInput: with key ``ckpt_path`` and the file in the message.
+    """
+    if not isinstance(ckpt_path, (str, os.PathLike)) or is_ckpt_keyword(str(ckpt_path)):
+        return
+    trusted_hyperparameters(str(ckpt_path))
+
+
+def trusted_hyperparameters(ckpt_path: str) -> dict[str, Any]:
+    """The task hyperparameters of a checkpoint after the checks of :func:`check_checkpoint` (safe
+    load, a state_dict, only trusted class paths), read once per file version."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise BadInput(f"{str(ckpt_path)!r}: {'is a directory' if path.is_dir() else 'no such file'}", "ckpt_path")
+    stat = path.stat()
+    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_trusted(ckpt_path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    import torch
+
+    path = Path(ckpt_path)
+    try:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise BadInput(
+            f"{str(ckpt_path)!r} is not a PyTorch checkpoint that loads safely (weights_only): {describe(err)}",
+            "ckpt_path",
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise BadInput(f"{str(ckpt_path)!r} is not a Lightning checkpoint (it has no state_dict)", "ckpt_path")
+    for field in ("hyper_parameters", "datamodule_hyper_parameters"):
+        check_trusted_hparams(ckpt.get(field) or {}, f"ckpt_path {str(ckpt_path)!r}")
+    return dict(ckpt.get("hyper_parameters") or {})
+
+
+def explicit_model_keys(argv: list[str]) -> set[str]:
+    """The task arguments given on the command line (``--model.init_args.mc_samples 20`` ->
+    ``mc_samples``); ``*`` when the whole model is given (``--model X``)."""
+    keys: set[str] = set()
+    for key in dotted_keys(argv, "--model"):
+        path = key.split(".")
+        if path[0] == "init_args" and len(path) > 1:
+            path = path[1:]
+        keys.add(path[0] if path[0] not in ("", "class_path", "dict_kwargs") else "*")
+    return keys
+
+
+def checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> dict[str, Any]:
+    """The task arguments to take from the checkpoint: its saved hyperparameters (the task it was
+    trained as) except those given on the command line, which apply over them."""
+    model = config.get("model")
+    if "*" in explicit or model is None or not hasattr(model, "get") or model.get("init_args") is None:
+        return {}
+    # Read through the trust check: a resolved `last`/`auto` checkpoint never passed --ckpt_path's check.
+    hparams = dict(trusted_hyperparameters(str(ckpt_path)))
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if class_path and not same_class(class_path, str(model.get("class_path"))):
+        fail(f"--ckpt_path {ckpt_path} holds a {class_path}, but the recipe builds a {model.get('class_path')}")
+    return {k: v for k, v in hparams.items() if k in model["init_args"] and k not in explicit}
+
+
+def same_class(a: str, b: str) -> bool:
+    """Whether two class paths name one class (``regkit.tasks.GAN`` and ``regkit.tasks.gan.GAN``)."""
+    import importlib
+
+    def load(path: str) -> Any:
+        module, _, name = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return path
+
+    return a == b or load(a) is load(b)

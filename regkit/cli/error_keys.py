@@ -1,0 +1,104 @@
+"""The recipe key of an error raised while LightningCLI instantiates the recipe's classes: the key that
+holds the arguments of the deepest recipe-named class whose constructor is in the traceback
+(``model.init_args.network.hidden`` when the constructor itself named the argument)."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Mapping
+
+from regkit.cli.recipe_checks import class_nodes
+from regkit.errors import BadInput, describe
+
+
+def _class_keys(config: Any) -> dict[type, list[str]]:
+    """Every class a recipe names (``class_path`` nodes and registry component specs), with the keys
+    that hold its arguments."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    keys: dict[type, list[str]] = {}
+    for key, cls, _ in class_nodes(config):
+        keys.setdefault(cls, []).append(f"{key}.init_args")
+    keys.setdefault(Trainer, []).append("trainer")  # argument groups, not class_path nodes
+    keys.setdefault(ModelCheckpoint, []).append("checkpoint")
+
+    def specs(value: Any, key: str) -> None:
+        if hasattr(value, "as_dict") and not isinstance(value, type):
+            value = value.as_dict()
+        if hasattr(value, "entry") and hasattr(value, "kind") and hasattr(value, "kwargs"):
+            try:
+                obj = value.entry.obj
+            except Exception:  # an unknown name is reported while parsing
+                return
+            if isinstance(obj, type):
+                keys.setdefault(obj, []).append(key)
+            value = value.kwargs
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                specs(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                specs(v, f"{key}.{i}" if key else str(i))
+
+    specs(config, "")
+    return keys
+
+
+def _frames_self(err: BaseException) -> list[Any]:
+    """The ``self`` of every constructor frame in the traceback of ``err`` and of its causes, outermost
+    first."""
+    found = []
+    for e in _chain(err):  # a cause's traceback continues below where its successor was raised
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
+                found.append(frame.f_locals["self"])
+            tb = tb.tb_next
+    return found
+
+
+def key_of_error(err: BaseException, config: Any) -> str:
+    """The recipe key that holds the arguments of the deepest recipe-named class whose constructor
+    is in the traceback of ``err`` ("" when none is)."""
+    keys = _class_keys(config)
+    best = ""
+    for obj in _frames_self(err):
+        candidates = keys.get(type(obj), [])
+        if len(candidates) == 1 or (candidates and not best):
+            best = candidates[0]
+        elif candidates:  # the same class under several keys: the one below what we have
+            below = [k for k in candidates if k.startswith(best + ".")]
+            best = below[0] if len(below) == 1 else best
+    return best
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return chain
+
+
+@contextlib.contextmanager
+def reported_against_keys(config: Any) -> Iterator[None]:
+    """Turn any error a constructor raises inside the block into a :class:`BadInput` whose key is
+    the recipe key holding that class's arguments (``model.init_args.network.hidden`` when the
+    constructor itself named the argument)."""
+    try:
+        yield
+    except BadInput as err:
+        if err.key.split(".")[0] in ("model", "data", "trainer") or not err.key:
+            raise
+        key = key_of_error(err, config)
+        raise err.under(key) from err
+    except Exception as err:
+        key = key_of_error(err, config)
+        chain = _chain(err)
+        inner = [e for e in chain if isinstance(e, BadInput)]
+        if inner:
+            raise inner[-1].under(key) from err
+        # the original error: jsonargparse wraps constructor errors in its own long report
+        raise BadInput(describe(chain[-1]), key) from err

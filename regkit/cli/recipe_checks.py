@@ -1,0 +1,132 @@
+"""Checks of a whole parsed recipe that no single constructor makes, before anything is built.
+
+NaN / infinite numbers anywhere, Trainer flags Lightning accepts silently (``max_epochs: -3``), and
+optimizer / scheduler arguments (built once on a dummy parameter, as torch checks them only when the
+real optimizer is made, after training started). Each constructor checks its own arguments
+(``regkit.errors.check``); an error a constructor raises is named by its key in regkit/cli/error_keys.py.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import numbers
+import warnings
+from typing import Any, Iterator, Mapping, Optional
+
+from regkit.errors import BadInput, describe
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole recipe
+
+
+def _walk(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a parsed recipe (Namespaces, dicts, lists, specs)."""
+    if hasattr(value, "as_dict") and not isinstance(value, type):
+        value = value.as_dict()
+    if hasattr(value, "to_config") and hasattr(value, "kind"):  # a registry component spec
+        value = value.to_config()
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _walk(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{key}.{i}" if key else str(i))
+    else:
+        yield key, value
+
+
+# Trainer flags Lightning accepts (or rejects only after the run started) although they make no sense.
+# -1 means "no limit" for the first three.
+TRAINER_RULES: dict[str, tuple[Any, str]] = {
+    "max_epochs": (lambda v: v >= -1, "must be >= 0 (or -1: no limit)"),
+    "max_steps": (lambda v: v >= -1, "must be >= 0 (or -1: no limit)"),
+    "num_sanity_val_steps": (lambda v: v >= -1, "must be >= 0 (or -1: the whole validation set)"),
+    "min_epochs": (lambda v: v >= 0, "must be >= 0"),
+    "min_steps": (lambda v: v >= 0, "must be >= 0"),
+    "limit_train_batches": (lambda v: v >= 0, "must be >= 0 (a count, or a fraction <= 1.0)"),
+    "limit_val_batches": (lambda v: v >= 0, "must be >= 0 (a count, or a fraction <= 1.0)"),
+    "limit_test_batches": (lambda v: v >= 0, "must be >= 0 (a count, or a fraction <= 1.0)"),
+    "limit_predict_batches": (lambda v: v >= 0, "must be >= 0 (a count, or a fraction <= 1.0)"),
+    "overfit_batches": (lambda v: v >= 0, "must be >= 0"),
+    "val_check_interval": (lambda v: v > 0, "must be > 0"),
+    "check_val_every_n_epoch": (lambda v: v >= 1, "must be >= 1"),
+    "log_every_n_steps": (lambda v: v >= 1, "must be >= 1"),
+    "accumulate_grad_batches": (lambda v: v >= 1, "must be >= 1"),
+    "gradient_clip_val": (lambda v: v >= 0, "must be >= 0"),
+    "num_nodes": (lambda v: v >= 1, "must be >= 1"),
+    "fast_dev_run": (lambda v: v >= 0, "must be >= 0 (or true/false)"),
+}
+
+
+def check_config(config: Any) -> None:
+    """Checks of a parsed recipe (one subcommand's config) that no constructor makes.
+
+    Raises:
+        BadInput: naming the dotted key and the value.
+    """
+    for key, value in _walk(config):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"{value} is not a finite number", key)
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    for flag, (ok, text) in TRAINER_RULES.items():
+        value = trainer.get(flag) if trainer is not None else None
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and not ok(value):
+            raise BadInput(f"{text}, got {value!r}", f"trainer.{flag}")
+    _check_optimizers(config)
+
+
+def _class(class_path: Any) -> Optional[type]:
+    if not isinstance(class_path, str) or "." not in class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    return obj if isinstance(obj, type) else None
+
+
+def class_nodes(value: Any, key: str = "") -> Iterator[tuple[str, type, dict[str, Any]]]:
+    """(key, class, init_args) of every ``class_path`` node of a recipe."""
+    if hasattr(value, "as_dict") and not isinstance(value, type):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        cls = _class(value.get("class_path"))
+        if cls is not None:
+            yield key, cls, dict(value.get("init_args") or {})
+        for k, v in value.items():
+            yield from class_nodes(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from class_nodes(v, f"{key}.{i}" if key else str(i))
+
+
+def _check_optimizers(config: Any) -> None:
+    """Build every optimizer and LR scheduler of the recipe once on a dummy parameter: torch checks
+    their arguments (``lr: -0.1``, ``betas: [1.5, 0.9]``) only when the real one is made in
+    ``configure_optimizers``, after the run started."""
+    import torch
+
+    nodes: list[tuple[str, Any, dict[str, Any]]] = list(class_nodes(config))
+    optimizers = [(k, c, a) for k, c, a in nodes if issubclass(c, torch.optim.Optimizer)]
+    schedulers = [(k, c, a) for k, c, a in nodes if issubclass(c, torch.optim.lr_scheduler.LRScheduler)]
+    for key, cls, init_args in optimizers:
+        try:
+            cls([torch.nn.Parameter(torch.zeros(1))], **init_args)
+        except (ValueError, TypeError) as err:
+            raise BadInput(f"{cls.__name__}: {err}", key) from err
+    for key, cls, init_args in schedulers:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        try:
+            scheduler = cls(optimizer, **init_args)
+            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # stepping before any optimizer step is the point here
+                    for _ in range(2):  # some arguments fail only when the rate is first computed (T_max: 0)
+                        scheduler.step()
+                lrs = scheduler.get_last_lr()
+                if not all(math.isfinite(lr) and lr >= 0 for lr in lrs):
+                    raise ValueError(f"the learning rate becomes {lrs}")
+        except (ValueError, TypeError, ZeroDivisionError) as err:
+            raise BadInput(f"{cls.__name__}: {describe(err)}", key) from err
