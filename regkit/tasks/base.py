@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from regkit.registry import ConstraintSpec, PenaltySpec
+from regkit.rules import Report, Rule, parse_rules, regularize
 
 
 def logging_due(trainer: Optional[L.Trainer]) -> bool:
@@ -58,6 +59,7 @@ class RegularizedTask(L.LightningModule):
         constraints: list[ConstraintSpec] = [],
     ) -> None:
         super().__init__()
+        self.regularization = Report()  # what the recipe's rules changed (apply_rules)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         penalties = [PenaltySpec.parse(p) for p in penalties]
@@ -72,8 +74,20 @@ class RegularizedTask(L.LightningModule):
         }
 
     def regularized_model(self) -> nn.Module:
-        """The module penalties and constraints act on (the whole task unless overridden)."""
+        """The module penalties, constraints and rules act on (the whole task unless overridden)."""
         return self
+
+    def apply_rules(self, rules: list[dict[str, Any]]) -> list[Rule]:
+        """Apply the recipe's ``regularize`` rules to :meth:`regularized_model` (regkit/rules/): the
+        changes are in ``self.regularization`` (a :class:`~regkit.rules.Report`), the penalties and
+        constraints they build join the task's own. Returns the parsed rules (for the checkpoint)."""
+        parsed = parse_rules(rules)
+        self.regularization = regularize(self.regularized_model(), parsed)
+        for name, penalty in self.regularization.penalties:
+            self.penalties.append(penalty)
+            self.penalty_names.append(name)
+        self.constraints += [constraint for _, constraint in self.regularization.constraints]
+        return parsed
 
     def penalty_loss(self, **context: Any) -> torch.Tensor:
         """Sum of all penalties on the model, each logged under its registry name."""

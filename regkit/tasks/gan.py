@@ -49,8 +49,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from regkit.gan.ema import EMA
 from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
+from regkit.rules import parse_rules
+from regkit.rules import regularize as apply_rules
 from regkit.tasks.base import logging_due, save_recipe
-from regkit.errors import check
+from regkit.errors import BadInput, check
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -79,6 +81,8 @@ class GAN(L.LightningModule):
             and sample/evaluate with it; null for none.
         metrics: compute FID and the classifier score on the validation set every epoch.
         feature_classifier: classifier file for the metrics; null for the packaged MNIST classifier.
+        regularize: rules that place components inside G and D (regkit/rules/, docs/surgery.md), with
+            paths ``generator.*`` and ``discriminator.*``.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class GAN(L.LightningModule):
         ema_decay: Optional[float] = None,
         metrics: bool = True,
         feature_classifier: Optional[str] = None,
+        regularize: list[dict[str, Any]] = [],
     ) -> None:
         super().__init__()
         check(locals(), positive="n_critic", fraction="ema_decay")
@@ -101,6 +106,16 @@ class GAN(L.LightningModule):
         discriminator = DiscriminatorSpec.parse(discriminator)
         loss = GanLossSpec.parse(loss)
         penalties = [PenaltySpec.parse(p) for p in d_penalties]
+        rules = parse_rules(regularize)
+        for rule in rules:
+            if rule.action in ("penalty", "constraint"):
+                raise BadInput("the GAN takes penalties on D as d_penalties; its rules insert, replace, set or wrap",
+                               f"{rule.key}.{rule.action}")
+        self.generator = generator.build()
+        self.discriminator = discriminator.build()
+        # Rules see both networks (paths generator.* and discriminator.*), before G's EMA copy is made.
+        self.regularization = apply_rules(nn.ModuleDict({"generator": self.generator,
+                                                         "discriminator": self.discriminator}), rules)
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         # Plain recipe values, not Spec objects, so checkpoints load with weights_only.
@@ -113,9 +128,8 @@ class GAN(L.LightningModule):
             "ema_decay": ema_decay,
             "metrics": metrics,
             "feature_classifier": feature_classifier,
+            "regularize": [rule.to_config() for rule in rules],
         })
-        self.generator = generator.build()
-        self.discriminator = discriminator.build()
         self.loss = loss.build()
         self.penalties = nn.ModuleList([p.build() for p in penalties])
         self.penalty_names = [p.name for p in penalties]
