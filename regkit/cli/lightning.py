@@ -185,6 +185,8 @@ class RegkitCLI(LightningCLI):
         parser.add_argument(
             "--print_regularization",
             type=bool,
+            nargs="?",
+            const=True,
             default=False,
             help="Build the model, print what its regularization rules change (module, type, action) and stop.",
         )

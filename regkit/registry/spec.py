@@ -238,6 +238,9 @@ def _typed_arguments(entry: "Entry", kwargs: dict[str, Any]) -> dict[str, Any]:
     required = {p.name for p in entry.parameters if p.default is p.empty}
     checked: dict[str, Any] = {}
     for key, value in kwargs.items():  # one by one, so an error names its argument
+        if isinstance(value, dict) and "class_path" in value:
+            checked[key] = value  # an object to build (a Hugging Face config): checked when it is built
+            continue
         # the other required arguments are left out of this key's parser (given ones are checked in turn)
         parser = _argument_parser(entry, set[Union[str, int]](required - {key}))
         try:

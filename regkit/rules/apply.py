@@ -106,7 +106,7 @@ def _scaled(kwargs: dict[str, Any], scale: float, rule: Rule) -> dict[str, Any]:
     if not names:
         raise RegkitError(f"depth: linear spreads a rate ({', '.join(RATE_NAMES)}) over the matches; this rule "
                           "sets none", f"{rule.key}.depth")
-    return {**kwargs, **{k: kwargs[k] * scale for k in names}}
+    return {**kwargs, **{k: round(kwargs[k] * scale, 12) for k in names}}
 
 
 def _component(spec: Spec, rule: Rule, scale: float, where: str, known: dict[str, Any], layout: Optional[Layout]) -> nn.Module:
