@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from regkit.components.schedules import ScheduledArguments
 from regkit.errors import RegkitError
 from regkit.rules import Report, parse_rules, regularize
 
@@ -15,7 +16,8 @@ from regkit.rules import Report, parse_rules, regularize
 class Regularize(L.Callback):
     """Apply regularization rules to a LightningModule (or one of its submodules) in ``setup``,
     before the optimizers exist and before a checkpoint is restored, so a resumed run loads into the
-    same modules. Penalties the rules attach add their gradient after each backward (the same as
+    same modules. Arguments given as schedules follow training (regkit/components/schedules.py).
+    Penalties the rules attach add their gradient after each backward (the same as
     adding them to the loss, scaled by ``1 / accumulate_grad_batches`` like Lightning scales the
     loss); constraints are applied after each training batch, once the optimizer has stepped.
 
@@ -39,6 +41,7 @@ class Regularize(L.Callback):
         self.module = module
         self.report: Optional[Report] = None
         self._target: Optional[nn.Module] = None
+        self.scheduled_arguments = ScheduledArguments()
 
     @property
     def state_key(self) -> str:
@@ -72,6 +75,12 @@ class Regularize(L.Callback):
                 and "bf16" not in str(trainer.precision):
             raise RegkitError("penalty rules add their gradient after the backward, which 16-bit mixed precision has "
                               "scaled; use bf16-mixed or 32-true, or add the penalty to your loss", self.rules[0].key)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self._target is not None:
+            self.scheduled_arguments.update(pl_module, trainer.global_step,
+                                            [(f"constraints.{i}", c) for i, (_, c) in enumerate(self.report.constraints)]
+                                            if self.report else [])
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.report is None or not self.report.penalties or self._target is None:

@@ -32,13 +32,17 @@ from jsonargparse import ArgumentParser
 from jsonargparse.typing import register_type
 
 from regkit.errors import RegkitError
-from regkit.registry.core import Entry, did_you_mean
+from regkit.registry.core import REGISTRIES, Entry, did_you_mean
 
 if TYPE_CHECKING:
     from regkit.registry.core import Registry
 
 
 S = TypeVar("S", bound="Spec")
+# Kinds whose numeric arguments may be schedules ({schedule: linear, ...}, regkit/components/schedules.py),
+# and the attribute of a built component that holds them: {argument: Schedule}.
+SCHEDULED_KINDS = ("regularizer", "penalty", "constraint")
+SCHEDULES = "regkit_schedules"
 
 
 class Spec:
@@ -67,10 +71,39 @@ class Spec:
     def _resolve(self, name: str, entry: Entry, kwargs: dict[str, Any]) -> None:
         self.registry.check_arguments(entry, kwargs, provided=_injected(entry, kwargs))
         self.name = name
-        self.kwargs = _typed_arguments(entry, kwargs)
+        schedules = self._schedules(kwargs)
+        first = {k: s.build().initial() for k, s in schedules.items()}
+        self.kwargs = {**_typed_arguments(entry, {**kwargs, **first}), **schedules}
         self.entry: Entry = entry
         if self.registry.trial_build and not _injected(entry, kwargs):
-            self.registry.construct(entry, instantiate(dict(self.kwargs)))  # its own value checks (e.g. p=1.5), now
+            for key, spec in schedules.items():  # its own value checks for every value a schedule takes ...
+                for value in spec.build().values():
+                    try:
+                        self.registry.construct(entry, instantiate({**self._values(), key: value}))
+                    except RegkitError as err:
+                        raise RegkitError(f"the schedule takes the value {value!r}: {err.message}", key) from err
+            self.registry.construct(entry, instantiate(self._values()))  # ... and for the rest (e.g. p=1.5), now
+
+    def _schedules(self, kwargs: dict[str, Any]) -> dict[str, "Spec"]:
+        """The arguments given as schedules ({schedule: linear, ...}), as schedule specs."""
+        found = {k: v for k, v in kwargs.items()
+                 if isinstance(v, dict) and "schedule" in v or getattr(v, "kind", None) == "schedule"}
+        if found and self.kind not in SCHEDULED_KINDS:
+            raise RegkitError(f"a {self.kind}'s arguments cannot be schedules (those of a "
+                              f"{', '.join(SCHEDULED_KINDS)} can)", next(iter(found)))
+        specs = {}
+        for key, value in found.items():
+            try:
+                specs[key] = REGISTRIES["schedule"].Spec.parse(value)
+                specs[key].build()  # a schedule has no argument a slot fills in: all of them now
+            except RegkitError as err:
+                raise err.under(key) from err.__cause__
+        return specs
+
+    def _values(self, **provided: Any) -> dict[str, Any]:
+        """The constructor's arguments: a scheduled one at its first value."""
+        return {**provided, **{k: v.build().initial() if getattr(v, "kind", None) == "schedule" and isinstance(v, Spec)
+                               else v for k, v in self.kwargs.items()}}
 
     @classmethod
     def imported(cls: type[S], class_path: str, init_args: Optional[dict[str, Any]] = None) -> S:
@@ -119,10 +152,15 @@ class Spec:
         return cls(kwargs.pop("name"), **kwargs)
 
     def build(self, **provided: Any) -> Any:
-        """Construct the component; ``provided`` fills arguments the slot owner knows."""
-        kwargs = {**provided, **self.kwargs}
+        """Construct the component; ``provided`` fills arguments the slot owner knows. Scheduled
+        arguments start at their first value and the component keeps the schedules (``regkit_schedules``)."""
+        kwargs = self._values(**provided)
         self.registry.check_arguments(self.entry, kwargs)
-        return self.registry.construct(self.entry, instantiate(kwargs) if self.class_path else kwargs)
+        built = self.registry.construct(self.entry, instantiate(kwargs) if self.class_path else kwargs)
+        schedules = {k: v.build() for k, v in self.kwargs.items() if isinstance(v, Spec) and v.kind == "schedule"}
+        if schedules:
+            setattr(built, SCHEDULES, {**(getattr(built, SCHEDULES, None) or {}), **schedules})
+        return built
 
     def fill(self, **known: Any) -> Any:
         """Build it in a slot: of what the slot knows (e.g. ``num_features``), pass only what the

@@ -30,8 +30,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from regkit.components.layouts import ACTIVATIONS, MAPS, Layout, layout_arguments, layouts_of
+from regkit.components.schedules import Schedule
 from regkit.errors import RegkitError
 from regkit.registry import Spec, did_you_mean
+from regkit.registry.spec import SCHEDULES
 from regkit.rules.report import Change, Report
 from regkit.rules.rule import Rule, parse_rules
 
@@ -99,14 +101,20 @@ def _depth_rates(rule: Rule, n: int) -> list[float]:
     return [(i + 1) / n for i in range(n)]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _scaled(kwargs: dict[str, Any], scale: float, rule: Rule) -> dict[str, Any]:
-    if scale == 1.0 and rule.depth is None:
+    """``kwargs`` with the rate (a number or a schedule) times ``scale``, under ``depth: linear``."""
+    if rule.depth is None:
         return kwargs
-    names = [k for k in RATE_NAMES if isinstance(kwargs.get(k), (int, float)) and not isinstance(kwargs.get(k), bool)]
+    names = [k for k in RATE_NAMES if _is_number(kwargs.get(k)) or isinstance(kwargs.get(k), Schedule)]
     if not names:
         raise RegkitError(f"depth: linear spreads a rate ({', '.join(RATE_NAMES)}) over the matches; this rule "
                           "sets none", f"{rule.key}.depth")
-    return {**kwargs, **{k: round(kwargs[k] * scale, 12) for k in names}}
+    return {**kwargs, **{k: round(kwargs[k] * scale, 12) if _is_number(kwargs[k]) else kwargs[k].scaled(scale)
+                         for k in names}}
 
 
 def _component(spec: Spec, rule: Rule, scale: float, where: str, known: dict[str, Any], layout: Optional[Layout]) -> nn.Module:
@@ -117,7 +125,17 @@ def _component(spec: Spec, rule: Rule, scale: float, where: str, known: dict[str
         provided = dict(known)
         if spec.kind == "regularizer" and rule.action != "wrap":  # wrap acts on weights, not on a tensor layout
             provided.update(_layout_arguments(spec, rule, where, layout))
-        built = spec.with_arguments(**_scaled(dict(spec.kwargs), scale, rule)).fill(**provided)
+        if rule.depth is not None and not any(k in spec.kwargs for k in RATE_NAMES):
+            raise RegkitError(f"depth: linear spreads a rate ({', '.join(RATE_NAMES)}) over the matches; this "
+                              "rule sets none", f"{rule.key}.depth")
+        numbers = {k: v for k, v in spec.kwargs.items() if k in RATE_NAMES and _is_number(v)}
+        built = spec.with_arguments(**_scaled(numbers, scale, rule) if numbers else {}).fill(**provided)
+        schedules = getattr(built, SCHEDULES, None)
+        if schedules and rule.depth is not None:  # a scheduled rate is scaled once built
+            scaled = {k: v.scaled(scale) if k in RATE_NAMES else v for k, v in schedules.items()}
+            setattr(built, SCHEDULES, scaled)
+            for name, schedule in scaled.items():
+                setattr(built, name, schedule.initial())
     except RegkitError as err:
         if err.key.startswith(rule.key):
             raise
@@ -148,6 +166,14 @@ def _match_layout(rule: Rule, module: nn.Module) -> Optional[Layout]:
     if rule.layout is not None:
         return rule.layout
     return MAPS if isinstance(module, _MAPS_TYPES) else None
+
+
+def _show(value: Any) -> str:
+    """A value in the plan: a schedule as its kind and values (``linear 0 -> 0.1``)."""
+    if isinstance(value, Schedule):
+        shown = " -> ".join(f"{v * value.factor:g}" for v in value.values())
+        return f"{type(value).__name__.lower()} {shown}"
+    return repr(value)
 
 
 def _describe(spec: Spec, module: nn.Module) -> str:
@@ -249,6 +275,7 @@ def _move_like(new: nn.Module, old: nn.Module) -> None:
 
 def _set(model: nn.Module, rule: Rule, name: str, module: nn.Module, scale: float) -> tuple[Any, Change]:
     values = _scaled(dict(rule.values), scale, rule)
+    schedules = {k: v for k, v in values.items() if isinstance(v, Schedule)}
     for attr, value in values.items():
         if not hasattr(module, attr):
             attrs = [k for k in _plain_attributes(module)]
@@ -258,14 +285,17 @@ def _set(model: nn.Module, rule: Rule, name: str, module: nn.Module, scale: floa
         if isinstance(current, (nn.Module, torch.Tensor)) or callable(current):
             raise RegkitError(f"{name}.{attr} is a {type(current).__name__}, not a value set can change",
                               f"{rule.key}.set.{attr}")
-        if attr in RATE_NAMES and (not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1):
-            raise RegkitError(f"{attr} is a rate in [0, 1), got {value!r}", f"{rule.key}.set.{attr}")
+        for v in value.values() if isinstance(value, Schedule) else [value]:
+            if attr in RATE_NAMES and (not _is_number(v) or not 0 <= v < 1):
+                raise RegkitError(f"{attr} is a rate in [0, 1), got {v!r}", f"{rule.key}.set.{attr}")
 
     def apply() -> None:
         for attr, value in values.items():
-            setattr(module, attr, value)
+            setattr(module, attr, value.initial() if isinstance(value, Schedule) else value)
+        if schedules:
+            setattr(module, SCHEDULES, {**(getattr(module, SCHEDULES, None) or {}), **schedules})
 
-    detail = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in values.items())
+    detail = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={_show(v)}" for k, v in values.items())
     return apply, Change(rule.key, name, type(module).__name__, "set", detail)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from regkit.components.layouts import FEATURES, MAPS, SEQUENCE, Layout
 from regkit.errors import RegkitError
-from regkit.registry import REGISTRIES, ConstraintSpec, PenaltySpec, RegularizerSpec, Spec, did_you_mean
+from regkit.registry import REGISTRIES, ConstraintSpec, PenaltySpec, RegularizerSpec, ScheduleSpec, Spec, did_you_mean
 from regkit.registry.spec import import_object, to_config
 
 MODULE_ACTIONS = ("insert", "replace", "set", "wrap")
@@ -111,7 +111,8 @@ class Rule:
     type_names: list[str] = field(default_factory=list)
     action: str = ""
     component: Optional[Spec] = None
-    values: dict[str, Any] = field(default_factory=dict)  # the `set` action's attributes
+    values: dict[str, Any] = field(default_factory=dict)  # the `set` action's attributes (a Schedule for a schedule)
+    schedule_configs: dict[str, Any] = field(default_factory=dict)  # their recipe form
     where: str = "after"
     params: Optional[str] = None
     layout: Optional[Layout] = None
@@ -176,7 +177,16 @@ class Rule:
         if rule.action == "set":
             if not isinstance(value["set"], dict) or not value["set"]:
                 raise RegkitError("set is a mapping of attribute -> value (e.g. {p: 0.2})", where)
-            rule.values = dict(value["set"])
+            rule.values = {}
+            for attr, v in value["set"].items():
+                if isinstance(v, dict) and "schedule" in v:
+                    try:
+                        rule.values[attr] = ScheduleSpec.parse(v).build()
+                    except RegkitError as err:
+                        raise err.under(f"{where}.{attr}") from err.__cause__
+                    rule.schedule_configs[attr] = v
+                else:
+                    rule.values[attr] = v
         elif rule.action == "wrap":
             try:
                 rule.component = RegularizerSpec.parse(value["wrap"])
@@ -198,7 +208,7 @@ class Rule:
             out["type"] = self.type_names if len(self.type_names) > 1 else self.type_names[0]
         if self.params is not None:
             out["params"] = self.params
-        out[self.action] = to_config(self.values) if self.action == "set" else to_config(self.component)
+        out[self.action] = {**self.values, **self.schedule_configs} if self.action == "set" else to_config(self.component)
         if self.action == "insert" and self.where != "after":
             out["where"] = self.where
         if self.layout is not None:

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from regkit.components.schedules import ScheduledArguments
 from regkit.registry import ConstraintSpec, PenaltySpec
 from regkit.rules import Report, Rule, parse_rules, regularize
 
@@ -60,6 +61,7 @@ class RegularizedTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.regularization = Report()  # what the recipe's rules changed (apply_rules)
+        self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         penalties = [PenaltySpec.parse(p) for p in penalties]
@@ -112,6 +114,10 @@ class RegularizedTask(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.setup_constraints()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        constraints = [(f"constraints.{i}", c) for i, c in enumerate(self.constraints)]
+        self.scheduled_arguments.update(self, self.trainer.global_step, constraints)
 
     def apply_constraints(self) -> None:
         for constraint in self.constraints:

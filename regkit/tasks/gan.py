@@ -47,6 +47,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from regkit.components.schedules import ScheduledArguments
 from regkit.gan.ema import EMA
 from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.rules import parse_rules
@@ -138,6 +139,7 @@ class GAN(L.LightningModule):
         self.ema = EMA(self.generator, ema_decay) if ema_decay is not None else None
         self.d_has_batch_norm = _has_batch_norm(self.discriminator)
         self.d_steps = 0
+        self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules
         # Pixel range of the data module's images, mapped to G's [-1, 1] (see on_fit_start).
         self.data_mean, self.data_std = 0.0, 1.0
         self.metrics = metrics
@@ -281,6 +283,9 @@ class GAN(L.LightningModule):
                 self.ema.update(self.generator)
             if log:
                 self.log("train/g_loss", g_loss.detach())
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.scheduled_arguments.update(self, self.d_steps)  # one D step per batch
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_d_steps"] = self.d_steps
