@@ -160,7 +160,9 @@ def _check_schedules(config: Any, trainer: Any) -> None:
         if not isinstance(end, int) or end <= 0:
             continue
         for name in ("begin", "until", "cutoff", "milestones"):
-            for i, t in enumerate(schedule.get(name) if isinstance(schedule.get(name), list) else [schedule.get(name)]):
+            given = schedule.get(name)
+            times: list[Any] = given if isinstance(given, list) else [given]
+            for i, t in enumerate(times):
                 if isinstance(t, (int, float)) and t > end:
-                    where = f"{key}.{name}" + (f".{i}" if isinstance(schedule.get(name), list) else "")
+                    where = f"{key}.{name}" + (f".{i}" if isinstance(given, list) else "")
                     raise BadInput(f"is {t}, past the end of training (trainer.max_{schedule['unit']}: {end})", where)
