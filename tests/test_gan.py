@@ -164,13 +164,17 @@ def test_penalty_needs_its_context():
 
 # ---------------------------------------------------------------- EMA
 def test_ema_update_rule_and_frozen_copy():
-    model = nn.Linear(3, 2)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))  # every parameter follows, not only the first
     ema = EMA(model, decay=0.9, warmup=False)
-    before = ema.module.weight.clone()
+    before = [p.clone() for p in ema.module.parameters()]
     with torch.no_grad():
-        model.weight.add_(1.0)
+        for p in model.parameters():
+            p.add_(1.0)
     ema.update(model)
-    assert torch.allclose(ema.module.weight, 0.9 * before + 0.1 * model.weight)
+    for average, old, new in zip(ema.module.parameters(), before, model.parameters(), strict=True):
+        assert torch.allclose(average, 0.9 * old + 0.1 * new)
+    EMA(nn.ReLU()).update(nn.ReLU())  # nothing to average
+    model = nn.Linear(3, 2)
     warm = EMA(model, decay=0.999)  # first updates: decay 1/10, then 2/11
     with torch.no_grad():
         model.weight.add_(1.0)
