@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import regkit
 from regkit.gan.sampling import image_grid
 from regkit.gan.ema import EMA
-from regkit.tasks.gan import GAN
+from regkit.tasks.gan import GAN, _has_batch_norm
 
 try:
     from conftest import RECIPES, run_regkit
@@ -250,6 +250,16 @@ def test_one_training_step_updates_d_then_g_and_only_their_own_parameters(loss):
     assert {n for n in g_names if n.endswith("weight")} <= g_changed <= g_names
     assert all(p.requires_grad for p in model.generator.parameters())  # untoggled again
     assert all(p.requires_grad for p in model.discriminator.parameters())
+
+
+def test_a_batch_norm_in_d_is_seen_whichever_class_it_is():
+    """D with batch norm sees real and fake images in one batch in G's step too (see GAN); regkit's
+    batch norms and torch's, lazy ones included, all count."""
+    assert not GAN(metrics=False).d_has_batch_norm
+    assert GAN(discriminator={"name": "dcgan_discriminator", "norm": "ghost_batch_norm"}, metrics=False).d_has_batch_norm
+    for layer in (nn.BatchNorm2d(3), nn.LazyBatchNorm2d(), nn.SyncBatchNorm(3)):
+        assert _has_batch_norm(nn.Sequential(nn.Conv2d(1, 3, 3), layer)), layer
+    assert not _has_batch_norm(nn.Sequential(nn.Conv2d(1, 3, 3), nn.GroupNorm(1, 3), nn.InstanceNorm2d(3)))
 
 
 def test_n_critic_and_penalty_interval():

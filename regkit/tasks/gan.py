@@ -47,6 +47,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from regkit.components.norm import BATCH_NORMS
 from regkit.gan.ema import EMA
 from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.tasks.base import logging_due, save_recipe
@@ -59,7 +60,7 @@ def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
 
 
 def _has_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    return any(isinstance(m, BATCH_NORMS) for m in module.modules())
 
 
 class GAN(L.LightningModule):
