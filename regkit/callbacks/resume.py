@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from regkit.loggers.interval import CountsTrainingBatches
+
 
 def rng_state() -> dict[str, Any]:
     """torch (CPU and every CUDA device), numpy and Python RNG states as tensors and plain values, so
@@ -120,13 +122,17 @@ class ExactResume(L.Callback):
         self.to_restore = self.per_rank = None
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        # Called before load_state_dict, which restores the counts of checkpoints that hold them.
-        # For older checkpoints: one optimizer step per batch and a save at a batch's end (true of
-        # the classifier and the language model; a GAN's steps outnumber its batches, so the rows a
-        # killed GAN run logged after such a checkpoint stay and are logged again).
-        if "global_step" in checkpoint:
+        # Called after the task's on_load_checkpoint and before load_state_dict, which restores the
+        # counts of checkpoints that hold them. For older checkpoints, saved at a batch's end: the
+        # task's count of training batches (regkit's tasks restore or derive it), else one optimizer
+        # step per batch.
+        if isinstance(pl_module, CountsTrainingBatches):
+            self.batches = pl_module.trained_batches
+        elif "global_step" in checkpoint:
             self.batches = int(checkpoint["global_step"])
-            self.logged_step = self.batches - 1
+        else:
+            return
+        self.logged_step = self.batches - 1
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.saved_step = checkpoint.get("global_step")
