@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from regkit.loggers.interval import CountsTrainingBatches
+from regkit.loggers.interval import CountsTrainingBatches, log_every_n_steps
 
 
 class ProgressBar(TQDMProgressBar):
@@ -52,7 +52,7 @@ class ProgressBar(TQDMProgressBar):
         n = batch_idx + 1
         if n % self.refresh_rate == 0 or n == bar.total:
             bar.update(n - bar.n)  # tqdm throttles the redraw itself (mininterval)
-        every = trainer.log_every_n_steps
+        every = log_every_n_steps(trainer)
         # Training batches so far, this one included: the task's own count (regkit's tasks keep it);
         # for another LightningModule its optimizer steps, one per batch.
         batches = pl_module.trained_batches if isinstance(pl_module, CountsTrainingBatches) else trainer.global_step

@@ -30,6 +30,8 @@ class EMA(nn.Module):
         Same as ``model``.
     """
 
+    num_updates: torch.Tensor  # a buffer (nn.Module.__getattr__ alone would type it Tensor | Module)
+
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         super().__init__()
         if not 0.0 <= decay < 1.0:

@@ -10,6 +10,12 @@ import lightning as L
 TRAINED_BATCHES = "trained_batches"
 
 
+def log_every_n_steps(trainer: L.Trainer) -> int:
+    """``Trainer(log_every_n_steps=...)``, an attribute Lightning sets at run time (untyped); 1 for
+    a trainer without it (the stand-in a LightningModule gets under Fabric)."""
+    return int(getattr(trainer, "log_every_n_steps", 1))
+
+
 def attached_trainer(module: L.LightningModule) -> Optional[L.Trainer]:
     """The trainer ``module`` is attached to; None when a step is called directly (a test, a notebook)."""
     try:
@@ -52,5 +58,5 @@ class CountsTrainingBatches(L.LightningModule):
         trainer = attached_trainer(self)
         if trainer is None or getattr(trainer, "fast_dev_run", False):
             return True
-        every = getattr(trainer, "log_every_n_steps", 1)
+        every = log_every_n_steps(trainer)
         return bool(every) and self.trained_batches % every == 0 or bool(getattr(trainer, "should_stop", False))

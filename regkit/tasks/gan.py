@@ -37,11 +37,12 @@ with batch norm in D.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 import torch.distributed as dist
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -232,7 +233,7 @@ class GAN(CountsTrainingBatches):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self.to_model_range(batch[0] if isinstance(batch, (list, tuple)) else batch)
         n = real.shape[0]
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = cast(list[LightningOptimizer], self.optimizers())  # two optimizers: a list
 
         # D step: G only produces samples, D's parameters alone get gradients.
         self.toggle_optimizer(opt_d)

@@ -150,7 +150,8 @@ class RecurrentDropout(DropoutBase):
         return h.new_empty(h.shape).bernoulli_(keep).div_(keep)
 
     def drop(self, h: torch.Tensor) -> torch.Tensor:
-        return h * self.sample_mask(h)
+        mask = self.sample_mask(h)
+        return h if mask is None else h * mask
 
 
 RNN_TYPES = (nn.RNNBase, nn.RNNCellBase)

@@ -135,6 +135,7 @@ class DropBlock(DropoutBase):
     """
 
     layouts: ClassVar[Layouts] = {MAPS: {}}
+    step: torch.Tensor  # a buffer (nn.Module.__getattr__ alone would type it Tensor | Module)
 
     def __init__(self, p: float = 0.1, block_size: int = 7, warmup_steps: int = 0, share_channels: bool = False) -> None:
         super().__init__(p)
