@@ -59,9 +59,9 @@ def test_locked_rate_and_expectation() -> None:
 
 
 def test_locked_rejects_bad_rate() -> None:
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(regkit.BadInput, match=r"p: must be in \[0, 1\)"):
         VariationalDropout(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(regkit.BadInput, match=r"p: must be in \[0, 1\)"):
         WeightDrop(-0.1)
 
 
