@@ -163,7 +163,7 @@ def test_extra_repr_shows_rate():
     assert "p=0.25" in repr(DropConnectLinear(4, 3, p=0.25))
 
 
-@pytest.mark.parametrize("cls", [Dropout, DropPath, DropBlock])
+@pytest.mark.parametrize("cls", [Dropout, DropPath, DropBlock, WeightDrop])
 def test_rate_is_settable_and_validated(cls):
     m = cls(0.5)
     m.p = 0.1

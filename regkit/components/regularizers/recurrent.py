@@ -19,8 +19,7 @@ from torch.nn.utils import parametrize
 
 from regkit.components.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer
-from regkit.components.regularizers.dropout import check_rate
+from regkit.components.regularizers.base import DropoutBase
 
 
 def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
@@ -158,7 +157,7 @@ RNN_TYPES = (nn.RNNBase, nn.RNNCellBase)
 
 
 @register("regularizer", "weight_drop")
-class WeightDrop(StochasticRegularizer, nn.Module):
+class WeightDrop(DropoutBase):
     """DropConnect on the recurrent weights of an RNN (Merity et al., 2017, AWD-LSTM; Wan et al., 2013).
 
     A parametrization (``torch.nn.utils.parametrize``): in training, the hidden-to-hidden matrix
@@ -191,18 +190,12 @@ class WeightDrop(StochasticRegularizer, nn.Module):
     layouts: ClassVar[Layouts] = {RECURRENT: {}}
 
     def __init__(self, p: float = 0.5, names: str = "weight_hh*") -> None:
-        super().__init__()
-        self.p = check_rate(p)
+        super().__init__(p)
         self.names = names
         self._in_forward = False
         self._mask: torch.Tensor | None = None
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return weight
+    def drop(self, weight: torch.Tensor) -> torch.Tensor:
         if not self._in_forward:
             return F.dropout(weight, self.p, True)
         if self._mask is None or self._mask.shape != weight.shape or self._mask.device != weight.device:
