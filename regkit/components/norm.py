@@ -47,8 +47,8 @@ class BatchNorm(nn.BatchNorm1d):
         >>> bn = BatchNorm(16)
         >>> bn(torch.randn(8, 16, 5, 5)).shape
         torch.Size([8, 16, 5, 5])
-        >>> bn
-        BatchNorm(16, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+        >>> list(bn.state_dict())  # torch's batch-norm state: checkpoints load either way
+        ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
     """
 
     def __init__(

@@ -69,7 +69,11 @@ class VariationalDropout(DropoutBase):
 
     Examples:
         >>> drop = VariationalDropout(0.5, batch_first=True)
-        >>> y = drop(torch.randn(8, 35, 200))   # y[:, t] / x[:, t] is the same for every t
+        >>> y = drop(torch.randn(8, 35, 200))
+        >>> y.shape
+        torch.Size([8, 35, 200])
+        >>> bool(((y == 0) == (y[:, :1] == 0)).all())  # the same units are dropped at every step
+        True
     """
 
     layouts: ClassVar[Layouts] = {SEQUENCE: {"batch_first": True}, FEATURES: {}}
@@ -102,8 +106,14 @@ class EmbeddingDropout(DropoutBase):
         Identity in eval mode.
 
     Examples:
-        >>> emb, drop = nn.Embedding(10000, 200), EmbeddingDropout(0.1)
-        >>> vectors = drop.embed(emb, torch.randint(10000, (20, 35)))   # (20, 35, 200)
+        >>> emb, drop = nn.Embedding(10000, 200), EmbeddingDropout(0.5)
+        >>> tokens = torch.tensor([[7, 3, 7, 7, 3, 5]])
+        >>> vectors = drop.embed(emb, tokens)
+        >>> vectors.shape
+        torch.Size([1, 6, 200])
+        >>> zero = vectors.eq(0).all(-1)[0]  # a dropped word is zero wherever it occurs
+        >>> bool(zero[0] == zero[2] == zero[3]) and bool(zero[1] == zero[4])
+        True
     """
 
     layouts: ClassVar[Layouts] = {EMBEDDING: {}}  # it drops rows: word types of a weight, not samples of a batch
@@ -182,9 +192,13 @@ class WeightDrop(DropoutBase):
         The RNN's own shapes are unchanged.
 
     Examples:
-        >>> lstm = WeightDrop(0.5).apply_to(nn.LSTM(200, 200, num_layers=2))
+        >>> lstm = WeightDrop(0.5).apply_to(nn.LSTM(20, 20, num_layers=2))
         >>> with parametrize.cached():
-        ...     out, (h, c) = lstm(torch.randn(35, 20, 200))
+        ...     out, (h, c) = lstm(torch.randn(35, 4, 20))
+        >>> out.shape
+        torch.Size([35, 4, 20])
+        >>> lstm.parametrizations.weight_hh_l0.original.shape  # the stored weight, never dropped
+        torch.Size([80, 20])
     """
 
     layouts: ClassVar[Layouts] = {RECURRENT: {}}
