@@ -60,7 +60,10 @@ def checkpoint(path: Path) -> dict:
 def killed_at(args: list[str], step: int, run_dir: str, tmp_path: Path) -> Path:
     """Run ``regkit fit`` until it SIGKILLs itself after step ``step``; its last.ckpt."""
     (tmp_path / "killer.py").write_text(KILLER)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(tmp_path)}
+    # killer.py on the path, before the regkit under test (not instead of it: the killed run must run
+    # the same regkit as the resumed one)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     env.pop("WANDB_SERVICE", None)
     run = subprocess.run([sys.executable, "-m", "regkit.cli", *args, "--run_dir", run_dir,
                           "--trainer.callbacks+=killer.KillAt", f"--trainer.callbacks.init_args.step={step}"],
