@@ -69,6 +69,8 @@ def checkpoint(path: Path) -> dict:
 def killed_at(args: list[str], step: int, run_dir: str, tmp_path: Path) -> Path:
     """Run ``regkit fit`` until it SIGKILLs itself after step ``step``; its last.ckpt."""
     (tmp_path / "killer.py").write_text(KILLER)
+    # killer.py on the path, before the regkit under test (not instead of it: the killed run must run
+    # the same regkit as the resumed one)
     env = {**os.environ, "PYTHONWARNINGS": "ignore",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     env.pop("WANDB_SERVICE", None)

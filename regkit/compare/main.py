@@ -12,7 +12,7 @@ from pathlib import Path
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, option_values
 from regkit.compare.grid import parse_seeds, parse_vary, plan_runs
 from regkit.compare.results import choose_metrics, curve_metrics, markdown_table, plot, summarise, write_csv
-from regkit.compare.runner import Stopped, _stop_on_sigterm, fit_command, load_result, run_all, same_run
+from regkit.compare.runner import Stopped, stop_on_sigterm, fit_command, load_result, run_all, same_run
 from regkit.compare.sweep import sweep_config
 
 USAGE = """\
@@ -89,7 +89,7 @@ def main(argv: list[str], plugins: list[str] = []) -> int:
             result = load_result(run)
             run.result = result if same_run(result, run, passthrough) else {}
     else:
-        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so that the runs stop as well
+        previous = signal.signal(signal.SIGTERM, stop_on_sigterm)  # so that the runs stop as well
         try:
             run_all(runs, passthrough, options.jobs, plugins)
         except (KeyboardInterrupt, Stopped) as stop:

@@ -111,7 +111,7 @@ class Stopped(Exception):
     """compare got SIGTERM (``kill``, a scheduler's time limit): handled like Ctrl-C."""
 
 
-def _stop_on_sigterm(*_: Any) -> None:
+def stop_on_sigterm(*_: Any) -> None:
     raise Stopped
 
 

@@ -285,7 +285,8 @@ class ScheduledArguments:
         trainer = module.trainer
         values = apply(self.found, training_progress(trainer, step))
         every = getattr(trainer, "log_every_n_steps", 1) or 1
-        if step % every == 0:
+        due = module.logging_due() if callable(getattr(module, "logging_due", None)) else step % every == 0
+        if due:  # a regkit task's own logging interval, else every log_every_n_steps steps
             for key, value in values.items():
                 module.log(f"train/schedule/{key}", value, on_step=True, on_epoch=False)
         return values

@@ -18,10 +18,20 @@ import torch
 from torch import nn
 
 
-@functools.cache
+# Probed once per layer type. A dict rather than functools.cache: torch types nn.Module's __hash__
+# as an instance method, so a class object does not pass as Hashable.
+_BF16_SUPPORTED: dict[type[nn.Module], bool] = {}
+
+
 def cpu_bf16_supported(layer_type: type[nn.Module]) -> bool:
     """Whether this CPU runs ``layer_type`` (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) forward and
     backward under CPU bf16 autocast. Probed once per type with a 2-unit layer."""
+    if layer_type not in _BF16_SUPPORTED:
+        _BF16_SUPPORTED[layer_type] = _probe_bf16(layer_type)
+    return _BF16_SUPPORTED[layer_type]
+
+
+def _probe_bf16(layer_type: type[nn.Module]) -> bool:
     layer = layer_type(2, 2, batch_first=True)
     x = torch.zeros(1, 2, 2)
     try:

@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from regkit.components.mc_dropout import logits_of, mc_predict
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
+from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 from regkit.errors import check
 
 
@@ -81,7 +81,7 @@ class Classifier(RegularizedTask):
         correct = (logits.detach().argmax(1) == y).sum()  # logged once per epoch
         self.train_correct = correct if self.train_correct is None else self.train_correct + correct
         self.train_seen += y.numel()
-        if logging_due(self._trainer):
+        if self.logging_due():
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
             # regkit's ProgressBar shows it at the logging interval.
             self.log("train/loss", loss)

@@ -37,23 +37,25 @@ with batch norm in D.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
-import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from regkit.components.norm import BATCH_NORMS
 from regkit.components.schedules import ScheduledArguments
+from regkit.errors import BadInput, check
 from regkit.gan.ema import EMA
+from regkit.loggers.interval import TRAINED_BATCHES, CountsTrainingBatches
 from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.rules import parse_rules
 from regkit.rules import regularize as apply_rules
-from regkit.tasks.base import logging_due, save_recipe
-from regkit.errors import BadInput, check
+from regkit.tasks.base import save_recipe
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -62,10 +64,10 @@ def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
 
 
 def _has_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    return any(isinstance(m, BATCH_NORMS) for m in module.modules())
 
 
-class GAN(L.LightningModule):
+class GAN(CountsTrainingBatches):
     """Adversarial training of a registry generator against a registry discriminator
     (Goodfellow et al., 2014), with the loss, D penalties, ``n_critic`` and optimizers from the recipe.
 
@@ -239,7 +241,7 @@ class GAN(L.LightningModule):
             if self.d_steps % interval:
                 continue
             value = penalty(self.discriminator, real=real, fake=fake)
-            if logging_due(self._trainer):
+            if self.logging_due():
                 self.log(f"train/penalty/{name}", value.detach(), on_step=True, on_epoch=False)
             total = value * interval if total is None else total + value * interval
         return total
@@ -247,7 +249,7 @@ class GAN(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self.to_model_range(batch[0] if isinstance(batch, (list, tuple)) else batch)
         n = real.shape[0]
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = cast(list[LightningOptimizer], self.optimizers())  # two optimizers: a list
 
         # D step: G only produces samples, D's parameters alone get gradients.
         self.toggle_optimizer(opt_d)
@@ -260,7 +262,7 @@ class GAN(L.LightningModule):
         self._backward_and_step(d_loss if penalty is None else d_loss + penalty, opt_d)
         self.untoggle_optimizer(opt_d)
         self.d_steps += 1
-        log = logging_due(self._trainer)
+        log = self.logging_due()
         if log:
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
             # regkit's ProgressBar shows it at the logging interval.
@@ -284,14 +286,20 @@ class GAN(L.LightningModule):
             if log:
                 self.log("train/g_loss", g_loss.detach())
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        super().on_train_batch_start(batch, batch_idx)
         self.scheduled_arguments.update(self, self.d_steps)  # one D step per batch
+        return None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["gan_d_steps"] = self.d_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.d_steps = int(checkpoint.get("gan_d_steps", 0))
+        if TRAINED_BATCHES not in checkpoint:  # written before the count: one D step per batch
+            self.trained_batches = self.d_steps
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, batch: Any) -> None:

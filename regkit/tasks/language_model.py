@@ -9,9 +9,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.text import Perplexity
 
 from regkit.components.mc_dropout import mc_dropout
+from regkit.loggers.interval import attached_trainer
 from regkit.networks.rnn import detach_state
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
+from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 from regkit.errors import check
 
 
@@ -75,7 +76,7 @@ class LanguageModel(RegularizedTask):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         data_vocab = getattr(datamodule, "vocab_size", None)
         net_vocab = getattr(self.network, "vocab_size", None)
         if data_vocab is not None and net_vocab is not None and data_vocab != net_vocab:
@@ -99,10 +100,12 @@ class LanguageModel(RegularizedTask):
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         # the TBPTT state carried into the next window: a mid-epoch resume continues it exactly
         checkpoint["tbptt_state"] = self._state.get("train")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if checkpoint.get("tbptt_state") is not None:
             self._state["train"] = checkpoint["tbptt_state"]
 
@@ -125,7 +128,7 @@ class LanguageModel(RegularizedTask):
             self._state.pop("train", None)
         out = self._step("train", x)
         loss = self._loss(out.logits, y)
-        if logging_due(self._trainer):
+        if self.logging_due():
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
             # regkit's ProgressBar shows it at the logging interval.
             self.log("train/loss", loss, batch_size=y.numel())
