@@ -168,7 +168,7 @@ def test_mc_dropout_samples_what_rules_inserted():
     ([{"type": "Dropout", "set": {"q": 0.2}}], "regularize.0.set.q", "has no attribute 'q'"),
     ([{"type": "Dropout", "set": {"p": 1.5}}], "regularize.0.set.p", "rate in [0, 1)"),
     ([{"type": "Linear", "wrap": "dropout"}], "regularize.0.wrap", "does not act on weights"),
-    ([{"type": "Linear", "insert": {"name": "dropout", "p": 2}}], "regularize.0.insert", "p"),
+    ([{"type": "Linear", "insert": {"name": "dropout", "p": 2}}], "regularize.0.insert.p", "[0, 1)"),
     ([{"params": "nothing*", "penalty": "l2"}], "regularize.0.params", "matches no parameter"),
     ([{"params": "*", "type": "Linear", "penalty": "l2"}], "regularize.0.type", "selects parameters with params"),
 ])

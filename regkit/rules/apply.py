@@ -228,8 +228,9 @@ def _plain_attributes(module: nn.Module) -> dict[str, Any]:
     ``bias`` as whether there is one."""
     out = {k: v for k, v in vars(module).items()
            if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple)) and k != "training"}
-    if "bias" in module._parameters or hasattr(module, "bias"):
-        out["bias"] = getattr(module, "bias", None) is not None
+    bias = getattr(module, "bias", False)
+    if bias is None or isinstance(bias, torch.Tensor):  # a layer's bias parameter: whether it has one
+        out["bias"] = bias is not None
     for k in RATE_NAMES:  # a rate kept in a property (regkit's DropoutBase)
         if k not in out and isinstance(getattr(type(module), k, None), property):
             out[k] = getattr(module, k)
