@@ -26,6 +26,26 @@ def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+# Optional packages a recipe needs, declared on its first lines (`# requires: timm`), with how to get
+# them; a test of every recipe skips one whose package is missing, saying so.
+INSTALL = {
+    "timm": "pip install timm (it needs the torchvision of your torch; docs/surgery.md)",
+    "transformers": "pip install transformers",
+}
+
+
+def missing_requirement(recipe: Path) -> str | None:
+    """Why ``recipe`` cannot run here (a required package is not installed), or None."""
+    import importlib.util
+
+    for line in recipe.read_text().splitlines()[:5]:
+        if line.startswith("# requires:"):
+            for module in line.split(":", 1)[1].replace(",", " ").split():
+                if importlib.util.find_spec(module) is None:
+                    return f"{recipe.name} needs {module}: {INSTALL.get(module, f'pip install {module}')}"
+    return None
+
+
 def run_regkit(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the installed ``regkit`` entry point as a user would; returns the finished process."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 try:
-    from conftest import ROOT, run_regkit
+    from conftest import ROOT, missing_requirement, run_regkit
 except ImportError:  # pragma: no cover
-    from tests.conftest import ROOT, run_regkit
+    from tests.conftest import ROOT, missing_requirement, run_regkit
 
 RECIPES = sorted([*ROOT.glob("recipes/*.yaml"), *ROOT.glob("plugins/*/recipes/*.yaml")])
 # The default suite runs one classifier and one language-model recipe here; tests/test_gan.py checks
@@ -58,6 +58,8 @@ def test_every_recipe_is_covered_and_the_detector_sees_warnings():
 
 @pytest.mark.parametrize("recipe", [_param(r) for r in RECIPES])
 def test_recipe_runs_without_warnings(recipe: Path):
+    if missing_requirement(recipe):
+        pytest.skip(missing_requirement(recipe))
     if "fashion" in recipe.name and not FASHION.is_dir():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     plugin = recipe.parent.parent

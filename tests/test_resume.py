@@ -47,6 +47,15 @@ CASES = {
         "--data.init_args.limit_train_tokens", "8000", "--model.init_args.network.hidden_size", "32",
         "--model.init_args.network.embedding_dim", "32", "--trainer.limit_val_batches", "2",
         "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3, [7, 12]),  # 12 windows per epoch
+    # A rate on a schedule and a module rules inserted: the values after the resume are the ones the
+    # uninterrupted run had (they follow the step), and the inserted module's draws continue exactly.
+    "scheduled": ("mlp_dropout.yaml", [
+        "--model.init_args.network.hidden", "[64]", "--data.init_args.limit_train", "1280",
+        "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+        "--model.init_args.network.dropout.p", "{schedule: linear, start: 0.0, end: 0.6}",
+        "--model.init_args.regularize",
+        "[{path: layers.1, insert: {name: dropout, p: {schedule: late, value: 0.3, cutoff: 0.4}}}]"],
+                  16, 2, [7]),
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
                          "--model.init_args.metrics", "false"], 30, 4, [10, 20]),  # 2 steps (D and G) per batch, 20 per epoch
 }

@@ -7,7 +7,7 @@ import contextlib
 from typing import Any, Iterator, Mapping
 
 from regkit.cli.recipe_checks import class_nodes
-from regkit.errors import BadInput, describe
+from regkit.errors import BadInput, RegkitError, describe
 
 
 def _class_keys(config: Any) -> dict[type, list[str]]:
@@ -89,7 +89,7 @@ def reported_against_keys(config: Any) -> Iterator[None]:
     constructor itself named the argument)."""
     try:
         yield
-    except BadInput as err:
+    except RegkitError as err:
         if err.key.split(".")[0] in ("model", "data", "trainer") or not err.key:
             raise
         key = key_of_error(err, config)
@@ -97,7 +97,7 @@ def reported_against_keys(config: Any) -> Iterator[None]:
     except Exception as err:
         key = key_of_error(err, config)
         chain = _chain(err)
-        inner = [e for e in chain if isinstance(e, BadInput)]
+        inner = [e for e in chain if isinstance(e, RegkitError)]
         if inner:
             raise inner[-1].under(key) from err
         # the original error: jsonargparse wraps constructor errors in its own long report

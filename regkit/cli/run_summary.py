@@ -26,17 +26,26 @@ def curve_keys(rows: list[dict[str, float]]) -> list[list[str]]:
 
 def plot_curves(metrics_csv: str | Path, out: str | Path) -> Optional[Path]:
     """``out``: one panel per quantity (loss, then each validation metric), train and validation
-    per epoch. None when there is nothing to plot."""
+    per epoch, and the scheduled arguments over steps. None when there is nothing to plot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = read_metrics(metrics_csv)
     panels = [p for p in curve_keys(rows) if any(per_epoch(rows, k) for k in p)]
-    if not panels:
+    scheduled = sorted({k for row in rows for k in row if k.startswith("train/schedule/")})
+    if not panels and not scheduled:
         return None
-    fig = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
+    fig = Figure(figsize=(4.2 * (len(panels) + bool(scheduled)), 3.2), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    axes = fig.subplots(1, len(panels) + bool(scheduled), squeeze=False)[0]
+    if scheduled:  # the last panel: each scheduled argument over the training steps
+        ax = axes[-1]
+        for key in scheduled:
+            points = [(row["step"], row[key]) for row in rows if key in row and "step" in row]
+            ax.plot([s for s, _ in points], [v for _, v in points], label=key.removeprefix("train/schedule/"))
+        ax.set_xlabel("step")
+        ax.set_title("scheduled arguments")
+        ax.legend(fontsize=7)
     for ax, keys in zip(axes, panels):
         for key in keys:
             points = per_epoch(rows, key)

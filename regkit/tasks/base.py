@@ -9,8 +9,10 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from regkit.components.schedules import ScheduledArguments
 from regkit.loggers.interval import CountsTrainingBatches
 from regkit.registry import ConstraintSpec, PenaltySpec
+from regkit.rules import Report, Rule, parse_rules, regularize
 
 
 def save_recipe(task: L.LightningModule, **values: Any) -> None:
@@ -44,6 +46,8 @@ class RegularizedTask(CountsTrainingBatches):
         constraints: list[ConstraintSpec] = [],
     ) -> None:
         super().__init__()
+        self.regularization = Report()  # what the recipe's rules changed (apply_rules)
+        self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         penalties = [PenaltySpec.parse(p) for p in penalties]
@@ -58,8 +62,20 @@ class RegularizedTask(CountsTrainingBatches):
         }
 
     def regularized_model(self) -> nn.Module:
-        """The module penalties and constraints act on (the whole task unless overridden)."""
+        """The module penalties, constraints and rules act on (the whole task unless overridden)."""
         return self
+
+    def apply_rules(self, rules: list[dict[str, Any]]) -> list[Rule]:
+        """Apply the recipe's ``regularize`` rules to :meth:`regularized_model` (regkit/rules/): the
+        changes are in ``self.regularization`` (a :class:`~regkit.rules.Report`), the penalties and
+        constraints they build join the task's own. Returns the parsed rules (for the checkpoint)."""
+        parsed = parse_rules(rules)
+        self.regularization = regularize(self.regularized_model(), parsed)
+        for name, penalty in self.regularization.penalties:
+            self.penalties.append(penalty)
+            self.penalty_names.append(name)
+        self.constraints += [constraint for _, constraint in self.regularization.constraints]
+        return parsed
 
     def penalty_loss(self, **context: Any) -> torch.Tensor:
         """Sum of all penalties on the model, each logged under its registry name."""
@@ -84,6 +100,12 @@ class RegularizedTask(CountsTrainingBatches):
 
     def setup(self, stage: str) -> None:
         self.setup_constraints()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        super().on_train_batch_start(batch, batch_idx)
+        constraints = [(f"constraints.{i}", c) for i, c in enumerate(self.constraints)]
+        self.scheduled_arguments.update(self, self.trainer.global_step, constraints)
+        return None
 
     def apply_constraints(self) -> None:
         for constraint in self.constraints:

@@ -48,11 +48,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from regkit.components.norm import BATCH_NORMS
+from regkit.components.schedules import ScheduledArguments
+from regkit.errors import BadInput, check
 from regkit.gan.ema import EMA
-from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.loggers.interval import TRAINED_BATCHES, CountsTrainingBatches
+from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
+from regkit.rules import parse_rules
+from regkit.rules import regularize as apply_rules
 from regkit.tasks.base import save_recipe
-from regkit.errors import check
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -81,6 +84,8 @@ class GAN(CountsTrainingBatches):
             and sample/evaluate with it; null for none.
         metrics: compute FID and the classifier score on the validation set every epoch.
         feature_classifier: classifier file for the metrics; null for the packaged MNIST classifier.
+        regularize: rules that place components inside G and D (regkit/rules/, docs/surgery.md), with
+            paths ``generator.*`` and ``discriminator.*``.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class GAN(CountsTrainingBatches):
         ema_decay: Optional[float] = None,
         metrics: bool = True,
         feature_classifier: Optional[str] = None,
+        regularize: list[dict[str, Any]] = [],
     ) -> None:
         super().__init__()
         check(locals(), positive="n_critic", fraction="ema_decay")
@@ -103,6 +109,16 @@ class GAN(CountsTrainingBatches):
         discriminator = DiscriminatorSpec.parse(discriminator)
         loss = GanLossSpec.parse(loss)
         penalties = [PenaltySpec.parse(p) for p in d_penalties]
+        rules = parse_rules(regularize)
+        for rule in rules:
+            if rule.action in ("penalty", "constraint"):
+                raise BadInput("the GAN takes penalties on D as d_penalties; its rules insert, replace, set or wrap",
+                               f"{rule.key}.{rule.action}")
+        self.generator = generator.build()
+        self.discriminator = discriminator.build()
+        # Rules see both networks (paths generator.* and discriminator.*), before G's EMA copy is made.
+        self.regularization = apply_rules(nn.ModuleDict({"generator": self.generator,
+                                                         "discriminator": self.discriminator}), rules)
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         # Plain recipe values, not Spec objects, so checkpoints load with weights_only.
@@ -115,9 +131,8 @@ class GAN(CountsTrainingBatches):
             "ema_decay": ema_decay,
             "metrics": metrics,
             "feature_classifier": feature_classifier,
+            "regularize": [rule.to_config() for rule in rules],
         })
-        self.generator = generator.build()
-        self.discriminator = discriminator.build()
         self.loss = loss.build()
         self.penalties = nn.ModuleList([p.build() for p in penalties])
         self.penalty_names = [p.name for p in penalties]
@@ -126,6 +141,7 @@ class GAN(CountsTrainingBatches):
         self.ema = EMA(self.generator, ema_decay) if ema_decay is not None else None
         self.d_has_batch_norm = _has_batch_norm(self.discriminator)
         self.d_steps = 0
+        self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules
         # Pixel range of the data module's images, mapped to G's [-1, 1] (see on_fit_start).
         self.data_mean, self.data_std = 0.0, 1.0
         self.metrics = metrics
@@ -269,6 +285,11 @@ class GAN(CountsTrainingBatches):
                 self.ema.update(self.generator)
             if log:
                 self.log("train/g_loss", g_loss.detach())
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        super().on_train_batch_start(batch, batch_idx)
+        self.scheduled_arguments.update(self, self.d_steps)  # one D step per batch
+        return None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -34,6 +34,7 @@ class LanguageModel(RegularizedTask):
             ``test/mc_ppl`` is the perplexity of the mean of T stochastic passes' probabilities,
             each pass carrying its own recurrent state, logged next to the deterministic
             ``test/ppl``. Costs T extra forward passes per test window.
+        regularize: rules that place components inside the network (regkit/rules/, docs/surgery.md).
 
     ``regkit predict`` scores the data module's predict stream (PTB: the test split), one dict of
     ``(L, N)`` tensors, column n being the n-th of the N parallel streams (so ``t.T.flatten()`` is
@@ -50,14 +51,17 @@ class LanguageModel(RegularizedTask):
         penalties: list[PenaltySpec] = [],
         constraints: list[ConstraintSpec] = [],
         mc_samples: int = 0,
+        regularize: list[dict[str, Any]] = [],
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
         check(locals(), non_negative="mc_samples")
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)
-        save_recipe(self, **{"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config})
         self.network = network.build()
+        rules = self.apply_rules(regularize)
+        save_recipe(self, **{"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config,
+                             "regularize": [rule.to_config() for rule in rules]})
         self.mc_samples = mc_samples
         self.val_ppl, self.test_ppl, self.mc_ppl = Perplexity(), Perplexity(), Perplexity()
         self._state: dict[str, Any] = {}

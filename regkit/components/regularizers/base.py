@@ -39,10 +39,17 @@ class StochasticRegularizer:
 TORCH_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
+# Stochastic layers of other libraries, by qualified class name (checked without importing them):
+# MC dropout samples them in a model rules did not touch too (timm's drop-path and DropBlock).
+OTHER_STOCHASTIC = ("timm.layers.drop.DropPath", "timm.layers.drop.DropBlock2d")
+
+
 def is_stochastic(module: nn.Module) -> bool:
-    """Whether MC dropout keeps ``module`` in training mode: a :class:`StochasticRegularizer`, or
-    one of torch's dropout layers."""
-    return isinstance(module, (StochasticRegularizer, *TORCH_DROPOUTS))
+    """Whether MC dropout keeps ``module`` in training mode: a :class:`StochasticRegularizer`, one
+    of torch's dropout layers (Hugging Face models use those), or one of :data:`OTHER_STOCHASTIC`."""
+    if isinstance(module, (StochasticRegularizer, *TORCH_DROPOUTS)):
+        return True
+    return any(f"{cls.__module__}.{cls.__qualname__}" in OTHER_STOCHASTIC for cls in type(module).__mro__)
 
 
 class DropoutBase(StochasticRegularizer, nn.Module):

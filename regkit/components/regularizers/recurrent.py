@@ -232,10 +232,15 @@ class WeightDrop(DropoutBase):
         return [n for n in own if any(fnmatch.fnmatch(n, pat) for pat in patterns)]
 
     def apply_to(self, module: nn.Module) -> nn.Module:
-        """Parametrize the matching weights of every RNN inside ``module`` (in place); returns it."""
-        rnns = [m for m in module.modules() if isinstance(m, RNN_TYPES)]
+        """Parametrize the matching weights of every RNN inside ``module`` (in place), or of
+        ``module`` itself when it holds no RNN but has matching parameters (DropConnect on a Linear
+        or a conv with ``names: weight``); returns it."""
+        rnns: list[nn.Module] = [m for m in module.modules() if isinstance(m, RNN_TYPES)]
+        if not rnns and self.matching(module):
+            rnns = [module]
         if not rnns:
-            raise ValueError(f"weight_drop found no nn.RNN/LSTM/GRU (or cell) in {type(module).__name__}")
+            raise ValueError(f"weight_drop found no nn.RNN/LSTM/GRU (or cell) in {type(module).__name__}, and no "
+                             f"parameter of it matches {self.names!r}")
         for rnn in rnns:
             names = self.matching(rnn)
             if not names and not parametrize.is_parametrized(rnn):
