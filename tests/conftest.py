@@ -12,6 +12,9 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+# The one optional thing .ci/setup may be unable to install (a Debian package needs root): its tests
+# skip with the command, as .ci/setup's own line says.
+FASHION_INSTALL = "apt-get install dataset-fashion-mnist (as root), or --data.init_args.data_dir DIR with its four IDX files"
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +27,17 @@ def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # inherits it would hand its run to this process's service, which finishes writing it later.
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+def require_plugin(name: str) -> None:
+    """Fail, naming the install command, when the plugin package ``plugins/<name>`` is not installed.
+    Not a skip: ``bash .ci/setup`` installs every plugin the suite uses (the rule in .ci/setup), so a
+    missing one means a setup step did not run, which must not pass unnoticed."""
+    import importlib.util
+
+    if importlib.util.find_spec(name.replace("-", "_")) is None:
+        pytest.fail(f"plugin package {name} is not installed: run `bash .ci/setup`, which installs it "
+                    f"(or `pip install -e plugins/{name}`)", pytrace=False)
 
 
 def run_regkit(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
