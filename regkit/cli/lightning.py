@@ -218,7 +218,7 @@ class RegkitCLI(LightningCLI):
         # had when it saved the checkpoint evaluated, so Lightning restores its state as saved (and
         # does not warn that the dirpath changed to the evaluation's folder).
         ckpt = self.run_info.get("ckpt_path")
-        saved = saved_checkpoint_dirs(ckpt) if ckpt and self.subcommand != "fit" else {}
+        saved = saved_checkpoint_dirs(ckpt) if ckpt and self.subcommand != "fit" and Path(ckpt).is_file() else {}
         for callback in trainer.checkpoint_callbacks:  # the recipe's own ModelCheckpoint too
             if not isinstance(callback, ModelCheckpoint):
                 continue
