@@ -20,7 +20,7 @@ from regkit import registry
 from regkit.cli.overrides import merge
 from regkit.registry.spec import spec_type
 
-from conftest import ROOT
+from conftest import ROOT, require_plugin
 
 PACKAGE = ROOT / "regkit"
 # Packages whose private names regkit must not use; for a plugin, regkit is one of them.
@@ -245,8 +245,8 @@ def test_override_merge_sets_one_key_and_keeps_the_rest():
     assert merge(network, "hidden", [4])["hidden"] == [4] and network["hidden"] == [8]  # no mutation
 
 
-@pytest.mark.skipif(importlib.util.find_spec("regkit_cutout") is None, reason="the cutout plugin is not installed")
 def test_plugin_autoload_can_be_disabled():
+    require_plugin("regkit-cutout")
     script = "import regkit; print(sorted(regkit.available('regularizer')))"
     env = {k: v for k, v in os.environ.items() if k != "REGKIT_DISABLE_PLUGIN_AUTOLOAD"}
     on = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)

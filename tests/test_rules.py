@@ -5,7 +5,6 @@ LightningModule through the callback."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 
 import lightning as L
 import pytest
@@ -19,11 +18,8 @@ from regkit.components import mc_predict, stochastic_modules
 from regkit.rules import module_table, regularize
 from regkit.tasks import Classifier
 
-HAVE_TIMM = importlib.util.find_spec("timm") is not None
-HAVE_HF = importlib.util.find_spec("transformers") is not None
-needs_timm = pytest.mark.skipif(not HAVE_TIMM, reason="timm is not installed: pip install timm (it needs the "
-                                "torchvision of your torch; see docs/surgery.md)")
-needs_hf = pytest.mark.skipif(not HAVE_HF, reason="transformers is not installed: pip install transformers")
+from conftest import require_package
+
 
 
 class Net(nn.Module):
@@ -254,8 +250,8 @@ def test_the_callback_adds_a_penalty_s_gradient_like_the_loss_would():
     assert torch.allclose(own.model.fc2.weight, reference.model.fc2.weight, atol=1e-6)
 
 
-@needs_hf
 def test_rules_reach_a_hugging_face_model():
+    require_package("transformers")
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(0)
@@ -279,8 +275,8 @@ def test_rules_reach_a_hugging_face_model():
     assert pred.variance.sum() > 0
 
 
-@needs_timm
 def test_rules_reach_timm_models():
+    require_package("timm")
     import timm
 
     torch.manual_seed(0)

@@ -153,7 +153,8 @@ class ExactResume(L.Callback):
             if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
                 path = last_path(callback)
                 callback.last_model_path = path  # its own next save overwrites this file, no last-v1
-                trainer.save_checkpoint(path)
+                # As the callback's own saves: weights only if it keeps only weights (Lightning says so when not told).
+                trainer.save_checkpoint(path, weights_only=callback.save_weights_only)
                 if stopping and trainer.is_global_zero:
                     shutil.copyfile(path, path + ".stop")
                     self.stop_copies[path + ".stop"] = path

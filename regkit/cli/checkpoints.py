@@ -115,11 +115,18 @@ def trusted_hyperparameters(ckpt_path: str, named: frozenset[str] = frozenset())
     if not path.is_file():
         raise BadInput(f"{str(ckpt_path)!r}: {'is a directory' if path.is_dir() else 'no such file'}", "ckpt_path")
     stat = path.stat()
-    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size, named))
+    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size, named)[0])
+
+
+def saved_checkpoint_dirs(ckpt_path: str, named: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The ``dirpath`` each ModelCheckpoint of the run that wrote ``ckpt_path`` had, by the
+    callback's ``state_key`` (read with the trust checks of :func:`trusted_hyperparameters`)."""
+    stat = Path(ckpt_path).stat()
+    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size, named)[1])
 
 
 @functools.lru_cache(maxsize=4)
-def _read_trusted(ckpt_path: str, mtime_ns: int, size: int, named: frozenset[str]) -> dict[str, Any]:
+def _read_trusted(ckpt_path: str, mtime_ns: int, size: int, named: frozenset[str]) -> tuple[dict[str, Any], dict[str, str]]:
     import torch
 
     path = Path(ckpt_path)
@@ -137,7 +144,11 @@ def _read_trusted(ckpt_path: str, mtime_ns: int, size: int, named: frozenset[str
         raise BadInput(f"{str(ckpt_path)!r} is not a Lightning checkpoint (it has no state_dict)", "ckpt_path")
     for field in ("hyper_parameters", "datamodule_hyper_parameters"):
         check_trusted_hparams(ckpt.get(field) or {}, f"ckpt_path {str(ckpt_path)!r}", named)
-    return dict(ckpt.get("hyper_parameters") or {})
+    callbacks = ckpt.get("callbacks")
+    callbacks = callbacks if isinstance(callbacks, dict) else {}
+    dirs = {str(key): state["dirpath"] for key, state in callbacks.items()
+            if str(key).startswith("ModelCheckpoint") and isinstance(state, dict) and isinstance(state.get("dirpath"), str)}
+    return dict(ckpt.get("hyper_parameters") or {}), dirs
 
 
 def explicit_model_keys(argv: list[str]) -> set[str]:

@@ -25,7 +25,13 @@ from regkit.callbacks.rank_streams import DistinctRankStreams
 from regkit.callbacks.regularize import Regularize
 from regkit.callbacks.resume import ExactResume
 from regkit.cli import run_folder
-from regkit.cli.checkpoints import check_checkpoint, checkpoint_hparams, explicit_model_keys, recipe_class_paths
+from regkit.cli.checkpoints import (
+    check_checkpoint,
+    checkpoint_hparams,
+    explicit_model_keys,
+    recipe_class_paths,
+    saved_checkpoint_dirs,
+)
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE
 from regkit.cli.error_keys import reported_against_keys
 from regkit.cli.overrides import merge_component_overrides
@@ -240,8 +246,18 @@ class RegkitCLI(LightningCLI):
         logger = run_folder.with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
         trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger})
         run_dir = self.run_info.get("run_dir")
+        # validate/test/predict write no checkpoint: there each ModelCheckpoint keeps the dirpath it
+        # had when it saved the checkpoint evaluated, so Lightning restores its state as saved (and
+        # does not warn that the dirpath changed to the evaluation's folder).
+        ckpt = self.run_info.get("ckpt_path")
+        named = recipe_class_paths(self.config[self.subcommand]) if self.subcommand else frozenset()
+        saved = saved_checkpoint_dirs(ckpt, named) if ckpt and self.subcommand != "fit" and Path(ckpt).is_file() else {}
         for callback in trainer.checkpoint_callbacks:  # the recipe's own ModelCheckpoint too
-            if run_dir and isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            if not isinstance(callback, ModelCheckpoint):
+                continue
+            if callback.state_key in saved:
+                callback.dirpath = saved[callback.state_key]
+            elif run_dir and callback.dirpath is None:
                 callback.dirpath = os.path.join(run_dir, "checkpoints")
         return trainer
 
@@ -282,6 +298,12 @@ class RegkitCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule)
             metrics.update(final_metrics(self.trainer))
         summarize_run(self.trainer, self.run_info, metrics)
+
+    def after_validate(self) -> None:
+        summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
+
+    def after_test(self) -> None:
+        summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
 
 
 def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
