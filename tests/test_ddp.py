@@ -138,3 +138,47 @@ def test_ddp_processes_draw_different_dropout_masks_and_rank_0_keeps_the_one_pro
     # Lightning seeds every process alike; regkit gives each rank its own stream.
     assert 0.4 < (rank0 == rank1).float().mean() < 0.6  # independent masks of rate 0.5 agree half the time
     assert torch.equal(rank0, alone)  # rank 0 draws what a one-process run draws
+
+
+RATE_PROBE = '''
+import json
+
+import lightning as L
+import torch
+
+
+class Rates(L.Callback):
+    """Writes, per process, the rate of every dropout module at the end of each training batch."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append({name: float(m.p) for name, m in pl_module.named_modules() if 'Dropout' in type(m).__name__})
+
+    def on_train_end(self, trainer, pl_module):
+        with open(f"rates-{trainer.global_rank}.json", "w") as f:
+            json.dump(self.seen, f)
+'''
+
+
+def test_a_schedule_gives_every_ddp_process_the_same_rate_at_each_step(tmp_path: Path) -> None:
+    (tmp_path / "rate_probe.py").write_text(RATE_PROBE)
+    proc = run_regkit(
+        "fit", "--config", str(RECIPES / "mlp_dropout.yaml"), *QUIET,
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--model.init_args.network.dropout", "{name: dropout, p: {schedule: linear, start: 0.0, end: 0.3}}",
+        "--trainer.callbacks+", "rate_probe.Rates", "--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1",
+        "--data.init_args.limit_train", "1024", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+        timeout=300, env={"PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+
+    rank0, rank1 = (json.loads((tmp_path / f"rates-{r}.json").read_text()) for r in (0, 1))
+    assert rank0 == rank1 and len(rank0) == 4
+    # the hidden dropouts follow the schedule (the value set at the start of step s, after s - 1 of 4 steps);
+    # the input dropout keeps the recipe's constant rate
+    scheduled = [sorted({p for p in step.values() if p != 0.2}) for step in rank0]
+    assert scheduled == [[pytest.approx(0.3 * s / 4)] for s in range(4)], rank0
+    assert "train/schedule/" in next(tmp_path.glob("logs/**/metrics.csv")).read_text().splitlines()[0]
