@@ -243,7 +243,7 @@ def report_invalid_components(parser: LightningArgumentParser, config: Any) -> N
     """Stop with the first recipe component that did not resolve, named by its full key."""
     root = config[config["subcommand"]] if config.get("subcommand") else config
     for key, invalid in invalid_specs(root):
-        error = invalid.error.under(key)
+        error = invalid.error_under(key)  # a constructor's bug is raised, with its traceback
         parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 

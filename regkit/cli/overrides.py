@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 import yaml
 
+from regkit.errors import is_bad_input
 from regkit.registry.spec import invalid_specs, to_config
 
 
@@ -48,12 +49,17 @@ def _dotted_options(args: list[str]) -> list[tuple[int, int, str, str]]:
 
 
 def _quiet_parse(parser: Any, args: list[str]) -> Optional[Any]:
-    """Parse without printing or exiting; None when the command line does not parse."""
+    """Parse without printing or exiting; None when the command line is bad input (the real parse
+    reports it). A bug propagates with its traceback."""
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         try:
             return parser.parse_args(args)
-        except (SystemExit, Exception):
+        except SystemExit:  # the parser reported bad input (to the discarded stderr)
             return None
+        except Exception as err:
+            if is_bad_input(err, parsing=True):
+                return None
+            raise
 
 
 def _as_mapping(value: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from regkit.cli.commands import TRAINER_SUBCOMMANDS
 from regkit.cli.error_report import debug, print_error
+from regkit.errors import first_raised, is_bad_input
 
 
 # The subcommand being parsed, set by regkit.cli.main, so a parse error names it.
@@ -71,6 +72,10 @@ class ShortErrorParser(LightningArgumentParser):
     wrong) instead of the usage page and jsonargparse's nested report, unless ``REGKIT_DEBUG=1``."""
 
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+        # jsonargparse reports whatever it catches while parsing as a parse error; one that is not
+        # bad input (a bug in regkit's own code) shows its traceback instead (regkit/cli/error_keys.py).
+        if ex is not None and not is_bad_input(ex, parsing=True):
+            raise first_raised(ex) from None
         if not self.exit_on_error or debug():
             super().error(message, ex)
         summary = summarize_parse_error(message)

@@ -16,16 +16,18 @@ second lookup.
 
 jsonargparse (public ``register_type``) turns recipe values into specs while it parses. A value
 that does not resolve is kept as an :class:`InvalidSpec` holding regkit's own error, so the CLI
-reports it with its full key (``model.init_args.network.dropout: unknown regularizer ...``).
+reports it with its full key (``model.init_args.network.dropout: unknown regularizer ...``); a
+component whose constructor has a bug is kept with that error, which the CLI raises as it is (with
+its traceback) instead of letting jsonargparse report it as a value that does not fit.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentError, ArgumentParser
 from jsonargparse.typing import register_type
 
-from regkit.errors import RegkitError
+from regkit.errors import RegkitError, first_raised, is_bad_input
 
 if TYPE_CHECKING:
     from regkit.registry.core import Entry, Registry
@@ -67,7 +69,7 @@ class Spec:
         if isinstance(value, cls):
             return value
         if isinstance(value, InvalidSpec):
-            raise value.error
+            raise value.error_under("")
         if isinstance(value, str):
             value = {"name": value}
         if hasattr(value, "as_dict"):  # a jsonargparse Namespace
@@ -110,11 +112,18 @@ class Spec:
 
 
 class InvalidSpec:
-    """A recipe value that did not resolve, kept with regkit's error until the CLI reports it."""
+    """A recipe value that did not resolve, kept with regkit's error until the CLI reports it (or
+    with the error of a constructor's bug, which :meth:`error_under` raises as it is)."""
 
-    def __init__(self, spec_type: type[Spec], value: Any, error: RegkitError, override: bool = False) -> None:
+    def __init__(self, spec_type: type[Spec], value: Any, error: Exception, override: bool = False) -> None:
         self.spec_type, self.value, self.error = spec_type, value, error
         self.override = override  # an override of one key, given without the component (regkit/cli/overrides.py)
+
+    def error_under(self, key: str) -> RegkitError:
+        """regkit's error with ``key`` in front of its key; a bug's error is raised instead."""
+        if not isinstance(self.error, RegkitError):
+            raise self.error
+        return self.error.under(key)
 
     def __repr__(self) -> str:
         return f"InvalidSpec({self.value!r}: {self.error})"
@@ -161,14 +170,16 @@ def _typed_arguments(entry: "Entry", kwargs: dict[str, Any]) -> dict[str, Any]:
     for key, value in kwargs.items():  # one by one, so an error names its argument
         try:
             parsed = parser.parse_object({key: value}, defaults=False)
-        except Exception as err:  # jsonargparse's own type check
+        except ArgumentError as err:  # jsonargparse's own type check
+            if not is_bad_input(err, parsing=True):
+                raise first_raised(err) from None  # a bug, not the value
             raise RegkitError(f"{entry.kind} {entry.name!r}: {_one_line(err)}", key) from None
         value = parsed.get(key)
         if hasattr(value, "as_dict"):
             value = value.as_dict()
         for inner_key, inner in _nested_values(key, value):
             if isinstance(inner, InvalidSpec):
-                raise inner.error.under(inner_key)
+                raise inner.error_under(inner_key)
         checked[key] = value
     return checked
 
@@ -212,7 +223,7 @@ def register_spec_type(cls: type[Spec]) -> None:
             raise ValueError(f"a {kind} is given as its registry name or a mapping with 'name', not {value!r}")
         try:
             return cls.parse(value)
-        except RegkitError as err:  # reported by the CLI with its full key
+        except Exception as err:  # reported by the CLI with its full key, a bug raised as it is
             return InvalidSpec(cls, to_config(value), err)
 
     register_type(
