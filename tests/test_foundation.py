@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,29 @@ def test_duplicate_registration_raises_unless_override(scratch_kind):
         regkit.register("penalty", "test_only_dup")(second)
     regkit.register("penalty", "test_only_dup", override=True)(second)
     assert regkit.build("penalty", "test_only_dup") == ("second", 0.1)
+
+
+def test_override_replaces_a_builtin_even_before_the_builtins_are_loaded(tmp_path, monkeypatch):
+    """A plugin registers over a built-in name with override=True before anything loaded the built-ins
+    (the usual order in a fresh process): the built-ins loading later must neither clash with the
+    plugin's component nor replace it."""
+    (tmp_path / "test_only_builtins.py").write_text(
+        "from regkit.registry import register\n\n\n@register('test_only_override_kind')\nclass Thing:\n"
+        "    \"\"\"The built-in.\"\"\"\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.Registry("test_only_override_kind", builtins=("test_only_builtins",))
+    try:
+        @regkit.register("test_only_override_kind", "thing", override=True)
+        class PluginThing:
+            """The plugin's."""
+
+        assert type(regkit.build("test_only_override_kind", "thing")) is PluginThing
+        assert regkit.available("test_only_override_kind") == ["thing"]
+        assert registry.get("test_only_override_kind", "thing").obj is PluginThing
+    finally:
+        del registry.REGISTRIES["test_only_override_kind"]
+        monkeypatch.delitem(sys.modules, "test_only_builtins", raising=False)
 
 
 def test_unknown_name_lists_close_matches():

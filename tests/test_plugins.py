@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, run_regkit
+from conftest import RECIPES, ROOT, run_regkit
 from regkit.components.mc_dropout import is_stochastic
 
 EXAMPLE = ROOT / "examples" / "my_components.py"
@@ -68,3 +68,26 @@ def test_example_component_adds_noise_of_the_given_size() -> None:
     assert noise.std().item() == pytest.approx(0.3, rel=0.01)
     assert abs(noise.mean().item()) < 0.003
     assert layer.eval()(x) is x
+
+
+@pytest.mark.skipif(importlib.util.find_spec("regkit_cutout") is None, reason="the cutout plugin is not installed")
+def test_a_checkpoint_cannot_name_an_installed_plugin_whose_autoload_is_disabled(tmp_path: Path) -> None:
+    """REGKIT_DISABLE_PLUGIN_AUTOLOAD=1 turns installed plugins off for the checkpoint trust check too:
+    a checkpoint naming a class of one is refused (exit 2, nothing run), as any unknown module is."""
+    hparams = {"_class_path": "regkit.tasks.Classifier",
+               "network": {"class_path": "regkit_cutout.Cutout", "init_args": {"size": 8}}}
+    ckpt = tmp_path / "cutout.ckpt"
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6.6", "epoch": 0, "global_step": 0,
+                "hyper_parameters": hparams}, ckpt)
+    proc = run_regkit("test", "--config", str(RECIPES / "mlp_dropout.yaml"), "--ckpt_path", str(ckpt),
+                      "--trainer.logger", "false", env={"REGKIT_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "regkit_cutout.Cutout" in last and "not a class of regkit" in last, last
+    assert not (tmp_path / "runs").exists()
+
+    from regkit.cli.checkpoints import check_trusted_hparams
+    from regkit.registry.plugins import autoload_disabled
+
+    if not autoload_disabled():  # this process: the installed plugin is trusted
+        check_trusted_hparams(hparams, f"ckpt_path {ckpt}")
