@@ -289,6 +289,7 @@ def test_bad_input_stops_before_the_run(case: Case, scratch: tuple[Path, Path]) 
     code, output = _run_in_process(argv)
     last = _last_line(output)
     assert code == 2, f"exit code {code}\n{output[-3000:]}"
+    assert last.startswith(f"regkit {case.subcommand}: error: "), last  # names the subcommand
     for expected in case.expect:
         assert expected.lower() in last.lower(), f"{expected!r} not in the last line {last!r}\n{output[-3000:]}"
     assert "Traceback" not in output, output[-3000:]

@@ -212,3 +212,17 @@ def test_a_runs_curves_and_compares_curves_count_epochs_alike(tmp_path):
     assert metrics_csv.per_epoch(rows, "train/loss") == [(1.0, 2.3), (2.0, 1.8)]  # the epoch-level value
     assert run_summary.per_epoch is metrics_csv.per_epoch and results.per_epoch is metrics_csv.per_epoch
     assert run_summary.read_metrics is metrics_csv.read_metrics and runner.read_metrics is metrics_csv.read_metrics
+
+
+def test_a_stopped_comparison_starts_no_more_runs_and_leaves_the_next_one_alone(tmp_path):
+    """Each call of compare is one Runner: once stopped it starts nothing; a later Runner in the same
+    process (its stop flag its own) reports a run that fails as failed, not interrupted."""
+    passthrough = ["--config", str(tmp_path / "missing.yaml")]  # regkit fit exits 2 before importing Lightning
+    run = compare_grid.plan_runs({}, [0], tmp_path / "cmp")[0]
+    stopped = runner.Runner(passthrough)
+    stopped.stop()
+    assert stopped.execute(run, dict(os.environ))["status"] == "interrupted" and not stopped.running
+    assert not (run.run_dir / runner.RESULT_FILE).exists()
+    result = runner.Runner(passthrough).execute(run, dict(os.environ))
+    assert (result["status"], result["returncode"]) == ("failed", 2), result
+    assert "missing.yaml" in (run.run_dir / "compare.log").read_text()

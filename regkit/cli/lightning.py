@@ -25,7 +25,7 @@ from regkit.callbacks.rank_streams import DistinctRankStreams
 from regkit.callbacks.resume import ExactResume
 from regkit.cli import run_folder
 from regkit.cli.checkpoints import check_checkpoint, checkpoint_hparams, explicit_model_keys
-from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE
+from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE, subcommand_of
 from regkit.cli.error_keys import reported_against_keys
 from regkit.cli.overrides import merge_component_overrides
 from regkit.cli.parser import ShortErrorParser
@@ -148,8 +148,10 @@ class RegkitCLI(LightningCLI):
     def setup_parser(self, *args: Any, **kwargs: Any) -> None:
         super().setup_parser(*args, **kwargs)
         # After the subcommands exist (their usage lines start with the main parser's prog): the
-        # main usage line also names `list` and `--plugins`, which regkit/cli.py handles itself.
+        # main usage line also names `list` and `--plugins`, which regkit/cli/main.py handles itself.
         self.parser.usage = USAGE
+        if isinstance(self.parser, ShortErrorParser):  # a parse error names the subcommand
+            self.parser.subcommand = subcommand_of(self.argv)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})

@@ -13,10 +13,6 @@ from regkit.cli.error_report import debug, print_error
 from regkit.errors import first_raised, is_bad_input
 
 
-# The subcommand being parsed, set by regkit.cli.main, so a parse error names it.
-current_subcommand: Optional[str] = None
-
-
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _NOISE = (
     "Does not validate against any of the Union subtypes",
@@ -69,7 +65,12 @@ def summarize_parse_error(message: str) -> Optional[str]:
 
 class ShortErrorParser(LightningArgumentParser):
     """Lightning's parser; a parse error prints :func:`print_error`'s two lines (the key and what is
-    wrong) instead of the usage page and jsonargparse's nested report, unless ``REGKIT_DEBUG=1``."""
+    wrong) instead of the usage page and jsonargparse's nested report, unless ``REGKIT_DEBUG=1``.
+
+    ``subcommand``: the subcommand of the command line being parsed (set by RegkitCLI), which the
+    report names even when the error comes from the main parser."""
+
+    subcommand: Optional[str] = None
 
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
         # jsonargparse reports whatever it catches while parsing as a parse error; one that is not
@@ -85,7 +86,7 @@ class ShortErrorParser(LightningArgumentParser):
         unknown = re.findall(r"--([\w.]+)", summary) if "nrecognized arguments" in summary else []
         if unknown:
             summary += self._close_matches(unknown[0])
-        print_error(summary, current_subcommand or _subcommand_in(self.prog))
+        print_error(summary, self.subcommand or _subcommand_in(self.prog))
         sys.exit(2)
 
 
