@@ -439,3 +439,11 @@ def test_what_is_bad_input_and_what_is_a_bug() -> None:
     assert not is_bad_input(raised(lambda: {}["key"])) and not is_bad_input(raised(lambda: [][0]))
     assert is_bad_input(raised(lambda: {}["key"]), parsing=True)  # jsonargparse's unknown option
     assert not is_bad_input(regkit_type_error, parsing=True)
+
+
+def test_print_config_reports_a_component_that_does_not_resolve(scratch: tuple[Path, Path]) -> None:
+    code, output = _run_in_process(["fit", "--config", str(RECIPES / MLP), "--print_config",
+                                    "--model.init_args.network.dropout.name", "dropuot"])
+    assert code == 2, output[-3000:]
+    assert "model.init_args.network.dropout: unknown regularizer 'dropuot'" in _last_line(output), output[-3000:]
+    assert "trainer:" not in output  # no recipe printed

@@ -14,7 +14,7 @@ import pytest
 
 import regkit
 from regkit import registry
-from regkit.cli.overrides import merge
+from regkit.cli.overrides import may_reach_a_component, merge
 from regkit.registry.spec import spec_type
 
 from conftest import ROOT
@@ -89,6 +89,15 @@ def test_override_merge_sets_one_key_and_keeps_the_rest():
     assert merge(network, "dropout", None)["dropout"] is None
     assert merge(network, "dropout", "gaussian_dropout")["dropout"] == "gaussian_dropout"
     assert merge(network, "hidden", [4])["hidden"] == [4] and network["hidden"] == [8]  # no mutation
+
+
+def test_only_options_that_may_reach_inside_a_component_are_merged():
+    for key in ("model.init_args.network.dropout.p", "model.init_args.network.hidden", "model.network.hidden",
+                "model.init_args.penalties.0.strength", "model.init_args.critic.init_args.dropout.p"):
+        assert may_reach_a_component(key), key
+    for key in ("model.init_args.optimizer.init_args.lr", "data.init_args.batch_size", "trainer.max_epochs",
+                "trainer.callbacks.0.init_args.num_samples", "trainer.logger.init_args.project", "checkpoint.monitor"):
+        assert not may_reach_a_component(key), key  # a class_path's argument or a plain option
 
 
 @pytest.mark.skipif(importlib.util.find_spec("regkit_cutout") is None, reason="the cutout plugin is not installed")

@@ -28,12 +28,10 @@ from regkit.cli.checkpoints import check_checkpoint, checkpoint_hparams, explici
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE, subcommand_of
 from regkit.cli.error_keys import reported_against_keys
 from regkit.cli.overrides import merge_component_overrides
-from regkit.cli.parser import ShortErrorParser
+from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
 from regkit.cli.run_summary import final_metrics, summarize_run
-from regkit.errors import in_short
-from regkit.registry.spec import invalid_specs
 
 DESCRIPTION = """\
 regkit: regularizer recipes on Lightning.
@@ -128,9 +126,7 @@ class RegkitCLI(LightningCLI):
             self.take_ckpt_request()
             return
         args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
-        printing = [a for a in args if a.split("=")[0] == "--print_config"]
-        if printing:  # --print_config prints and exits inside the parse: check the components first
-            report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
+        # --print_config prints and exits inside this parse (ShortErrorParser.dump checks the components)
         self.config = parser.parse_args(args)
         report_invalid_components(parser, self.config)
         check_parsed_recipe(self.config)
@@ -239,14 +235,6 @@ class RegkitCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule)
             metrics.update(final_metrics(self.trainer))
         summarize_run(self.trainer, self.run_info, metrics)
-
-
-def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
-    """Stop with the first recipe component that did not resolve, named by its full key."""
-    root = config[config["subcommand"]] if config.get("subcommand") else config
-    for key, invalid in invalid_specs(root):
-        error = invalid.error_under(key)  # a constructor's bug is raised, with its traceback
-        parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 
 def check_parsed_recipe(config: Any) -> None:

@@ -22,7 +22,8 @@ its traceback) instead of letting jsonargparse report it as a value that does no
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
+import functools
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar, Union
 
 from jsonargparse import ArgumentError, ArgumentParser
 from jsonargparse.typing import register_type
@@ -115,9 +116,8 @@ class InvalidSpec:
     """A recipe value that did not resolve, kept with regkit's error until the CLI reports it (or
     with the error of a constructor's bug, which :meth:`error_under` raises as it is)."""
 
-    def __init__(self, spec_type: type[Spec], value: Any, error: Exception, override: bool = False) -> None:
+    def __init__(self, spec_type: type[Spec], value: Any, error: Exception) -> None:
         self.spec_type, self.value, self.error = spec_type, value, error
-        self.override = override  # an override of one key, given without the component (regkit/cli/overrides.py)
 
     def error_under(self, key: str) -> RegkitError:
         """regkit's error with ``key`` in front of its key; a bug's error is raised instead."""
@@ -147,12 +147,16 @@ def _injected(entry: "Entry", kwargs: dict[str, Any]) -> tuple[str, ...]:
     return tuple(p.name for p in entry.parameters if p.default is p.empty and p.name not in kwargs)
 
 
-def _argument_parser(entry: "Entry", skip: set[Union[str, int]]) -> ArgumentParser:
+@functools.lru_cache(maxsize=None)
+def _argument_parser(component: Callable[..., Any], skip: frozenset[str]) -> ArgumentParser:
+    """The parser of a component's typed arguments (less ``skip``), made once per component: every
+    spec of it in every parse reuses it (building one costs as much as parsing with it)."""
     parser = ArgumentParser(exit_on_error=False)
-    if isinstance(entry.obj, type):
-        parser.add_class_arguments(entry.obj, skip=skip, fail_untyped=False, sub_configs=True)
+    skipped = set[Union[str, int]](skip)
+    if isinstance(component, type):
+        parser.add_class_arguments(component, skip=skipped, fail_untyped=False, sub_configs=True)
     else:
-        parser.add_function_arguments(entry.obj, skip=skip, fail_untyped=False, sub_configs=True)
+        parser.add_function_arguments(component, skip=skipped, fail_untyped=False, sub_configs=True)
     return parser
 
 
@@ -165,7 +169,7 @@ def _typed_arguments(entry: "Entry", kwargs: dict[str, Any]) -> dict[str, Any]:
     """Check argument types as for any typed signature; nested specs resolve (errors keyed by argument)."""
     if not kwargs or entry.accepts_any_kwargs:
         return kwargs
-    parser = _argument_parser(entry, set[Union[str, int]](_injected(entry, kwargs)))
+    parser = _argument_parser(entry.obj, frozenset(_injected(entry, kwargs)))
     checked: dict[str, Any] = {}
     for key, value in kwargs.items():  # one by one, so an error names its argument
         try:
@@ -215,10 +219,10 @@ def register_spec_type(cls: type[Spec]) -> None:
     def deserialize(value: Any) -> Any:
         if _is_nested_override(value):
             error = RegkitError(
-                f"cannot set {value.key!r} of a {kind} without its previous value; "
-                "regkit's command line merges such overrides (regkit fit ...)"
+                f"cannot set {value.key!r} of a {kind} that is not there (the slot is empty); give the "
+                f"whole {kind}, its name and arguments (e.g. {{name: ..., {value.key}: ...}})"
             )
-            return InvalidSpec(cls, {value.key: value.val}, error, override=True)
+            return InvalidSpec(cls, {value.key: value.val}, error)
         if not isinstance(value, (str, dict)) and not hasattr(value, "as_dict"):
             raise ValueError(f"a {kind} is given as its registry name or a mapping with 'name', not {value!r}")
         try:
