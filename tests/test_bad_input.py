@@ -447,3 +447,15 @@ def test_print_config_reports_a_component_that_does_not_resolve(scratch: tuple[P
     assert code == 2, output[-3000:]
     assert "model.init_args.network.dropout: unknown regularizer 'dropuot'" in _last_line(output), output[-3000:]
     assert "trainer:" not in output  # no recipe printed
+
+
+def test_a_misspelt_component_or_argument_is_named_with_its_full_key(scratch: tuple[Path, Path]) -> None:
+    files, _ = scratch
+    for dropout, message in [({"name": "dropuot", "p": 0.5}, "unknown regularizer 'dropuot'; did you mean 'dropout'"),
+                             ({"name": "dropout", "rate": 0.5}, "regularizer 'dropout' has no argument 'rate'")]:
+        config = yaml.safe_load((RECIPES / MLP).read_text())
+        config["model"]["init_args"]["network"]["dropout"] = dropout
+        (files / "r.yaml").write_text(yaml.safe_dump(config))
+        code, output = _run_in_process(["fit", "--config", str(files / "r.yaml")])
+        assert code == 2 and f"model.init_args.network.dropout: {message}" in _last_line(output), output[-3000:]
+        assert "Epoch" not in output
