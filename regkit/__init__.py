@@ -1,8 +1,9 @@
 """regkit: a registry of regularizers and components, assembled by YAML recipes into Lightning tasks.
 
 The public API: the registry (``register``, ``build``, ``available``, ``entries``), the spec types
-that type a recipe slot, regkit's errors, and the base classes a plugin subclasses (see
-docs/plugins.md). Everything else is internal and may change.
+that type a recipe slot, regkit's errors, the base classes a plugin subclasses (see
+docs/plugins.md), and ``regularize(model, rules)``, which places components inside any model
+(docs/surgery.md). Everything else is internal and may change.
 """
 from regkit.errors import BadInput, RegkitError
 from regkit.registry import (
@@ -25,6 +26,8 @@ from regkit.registry import (
     load_module,
     register,
 )
+
+from regkit.rules import regularize  # noqa: E402  isort: skip
 
 # Base classes for plugin components (docs/plugins.md).
 from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer  # noqa: E402  isort: skip
@@ -55,6 +58,7 @@ __all__ = [
     "entries",
     "load_module",
     "register",
+    "regularize",
     "Constraint",
     "DropoutBase",
     "GanLoss",

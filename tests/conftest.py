@@ -16,6 +16,9 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+# The one optional thing .ci/setup may be unable to install (a Debian package needs root): its tests
+# skip with the command, as .ci/setup's own line says.
+FASHION_INSTALL = "apt-get install dataset-fashion-mnist (as root), or --data.init_args.data_dir DIR with its four IDX files"
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +70,46 @@ def regkit_main(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
         os.environ.update(saved_env)
         sys.argv = saved_argv
     return subprocess.CompletedProcess(["regkit", *args], code, out.getvalue(), err.getvalue())
+
+
+def require_plugin(name: str) -> None:
+    """Fail, naming the install command, when the plugin package ``plugins/<name>`` is not installed.
+    Not a skip: ``bash .ci/setup`` installs every plugin the suite uses (the rule in .ci/setup), so a
+    missing one means a setup step did not run, which must not pass unnoticed."""
+    import importlib.util
+
+    if importlib.util.find_spec(name.replace("-", "_")) is None:
+        pytest.fail(f"plugin package {name} is not installed: run `bash .ci/setup`, which installs it "
+                    f"(or `pip install -e plugins/{name}`)", pytrace=False)
+
+
+# Optional packages, by the rule in .ci/setup: what setup installs is required (a missing one fails);
+# what it cannot install beside the pinned CPU torch skips, saying how to get it.
+SETUP_INSTALLS = {"transformers": "pip install transformers"}
+CANNOT_INSTALL_HERE = {
+    "timm": "pip install torch==2.14.1 torchvision==0.29.1 timm in another environment: timm needs a torchvision "
+            "built for its torch, which PyPI has not for the CPU torch .ci/setup pins (docs/surgery.md)",
+}
+
+
+def require_package(module: str) -> None:
+    """Skip (timm: .ci/setup cannot install it here) or fail (everything else) when ``module`` is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return
+    if module in CANNOT_INSTALL_HERE:
+        pytest.skip(f"{module} is not installed: {CANNOT_INSTALL_HERE[module]}")
+    pytest.fail(f"{module} is not installed: run `bash .ci/setup`, which installs it "
+                f"({SETUP_INSTALLS.get(module, f'pip install {module}')})", pytrace=False)
+
+
+def require_recipe_packages(recipe: Path) -> None:
+    """The packages a recipe declares on its first lines (``# requires: timm``), by :func:`require_package`."""
+    for line in recipe.read_text().splitlines()[:5]:
+        if line.startswith("# requires:"):
+            for module in line.split(":", 1)[1].replace(",", " ").split():
+                require_package(module)
 
 
 def run_regkit(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import RECIPES, ROOT, run_regkit
+from conftest import RECIPES, ROOT, require_plugin, run_regkit
 
 DELETE = object()
 PLUGIN_RECIPES = ROOT / "plugins"
@@ -284,6 +284,8 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_stops_before_the_run(case: Case, scratch: tuple[Path, Path]) -> None:
     files, work = scratch
+    if case.recipe is not None and (PLUGIN_RECIPES / case.recipe).is_file():
+        require_plugin(case.recipe.split("/")[0])
     argv = _command(case, files)
     this_imported = "this" in sys.modules
     code, output = _run_in_process(argv)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import regkit
 from regkit.gan.sampling import image_grid
 from regkit.gan.ema import EMA
-from regkit.tasks.gan import GAN
+from regkit.tasks.gan import GAN, _has_batch_norm
 
 try:
     from conftest import RECIPES, run_regkit
@@ -164,13 +164,17 @@ def test_penalty_needs_its_context():
 
 # ---------------------------------------------------------------- EMA
 def test_ema_update_rule_and_frozen_copy():
-    model = nn.Linear(3, 2)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))  # every parameter follows, not only the first
     ema = EMA(model, decay=0.9, warmup=False)
-    before = ema.module.weight.clone()
+    before = [p.clone() for p in ema.module.parameters()]
     with torch.no_grad():
-        model.weight.add_(1.0)
+        for p in model.parameters():
+            p.add_(1.0)
     ema.update(model)
-    assert torch.allclose(ema.module.weight, 0.9 * before + 0.1 * model.weight)
+    for average, old, new in zip(ema.module.parameters(), before, model.parameters(), strict=True):
+        assert torch.allclose(average, 0.9 * old + 0.1 * new)
+    EMA(nn.ReLU()).update(nn.ReLU())  # nothing to average
+    model = nn.Linear(3, 2)
     warm = EMA(model, decay=0.999)  # first updates: decay 1/10, then 2/11
     with torch.no_grad():
         model.weight.add_(1.0)
@@ -246,6 +250,16 @@ def test_one_training_step_updates_d_then_g_and_only_their_own_parameters(loss):
     assert {n for n in g_names if n.endswith("weight")} <= g_changed <= g_names
     assert all(p.requires_grad for p in model.generator.parameters())  # untoggled again
     assert all(p.requires_grad for p in model.discriminator.parameters())
+
+
+def test_a_batch_norm_in_d_is_seen_whichever_class_it_is():
+    """D with batch norm sees real and fake images in one batch in G's step too (see GAN); regkit's
+    batch norms and torch's, lazy ones included, all count."""
+    assert not GAN(metrics=False).d_has_batch_norm
+    assert GAN(discriminator={"name": "dcgan_discriminator", "norm": "ghost_batch_norm"}, metrics=False).d_has_batch_norm
+    for layer in (nn.BatchNorm2d(3), nn.LazyBatchNorm2d(), nn.SyncBatchNorm(3)):
+        assert _has_batch_norm(nn.Sequential(nn.Conv2d(1, 3, 3), layer)), layer
+    assert not _has_batch_norm(nn.Sequential(nn.Conv2d(1, 3, 3), nn.GroupNorm(1, 3), nn.InstanceNorm2d(3)))
 
 
 def test_n_critic_and_penalty_interval():

@@ -129,6 +129,12 @@ CASES = {
     # Manual optimization: one D and one G optimizer step per batch.
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "1600"], 2 * BATCHES),
     "attention": ("attention_dropout.yaml", ["--data.init_args.limit_train", "3000"], BATCHES),
+    # Scheduled rates (in a slot and in a rule's inserted module), set and logged every step from the host.
+    "scheduled": ("mlp_dropout.yaml", [
+        "--data.init_args.limit_train", "3000",
+        "--model.init_args.network.dropout.p", "{schedule: linear, start: 0.1, end: 0.5}",
+        "--model.init_args.regularize",
+        "[{path: layers.1, insert: {name: dropout, p: {schedule: early, value: 0.2, cutoff: 0.5}}}]"], BATCHES),
 }
 
 

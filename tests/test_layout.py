@@ -18,6 +18,7 @@ LAYERS = [
     "regkit.components",  # what a recipe or rule places in a model
     "regkit.networks",    # networks assembled from components through slots
     "regkit.gan",         # GAN generators, discriminators, losses, penalties, metrics
+    "regkit.rules",       # rules that place components inside any built model
     "regkit.loggers",     # W&B and CSV loggers a recipe names
     "regkit.callbacks",   # Lightning callbacks
     "regkit.tasks",       # LightningModules

@@ -20,6 +20,32 @@ def test_batch_norm_any_rank_matches_torch(shape):
     assert torch.allclose(bn(x), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("track", [True, False])
+def test_batch_norm_is_torchs_batch_norm_in_training_and_eval(track):
+    """Same outputs, running statistics and state-dict keys as torch's BatchNorm2d, step by step
+    (checkpoints of either load into the other), and torch recognizes it as a batch norm."""
+    torch.manual_seed(0)
+    ours = BatchNorm(4, momentum=0.3, track_running_stats=track)
+    ref = torch.nn.BatchNorm2d(4, momentum=0.3, track_running_stats=track)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    for _ in range(3):
+        x = torch.randn(8, 4, 3, 3) * 2 + 1
+        assert torch.equal(ours(x), ref(x))
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), ref.state_dict().values()))
+    ours.eval(), ref.eval()
+    x = torch.randn(8, 4, 3, 3)
+    assert torch.equal(ours(x), ref(x))
+    # momentum None: a cumulative average (ghost batch norm with one ghost batch is plain batch norm)
+    cumulative, cumulative_ref = GhostBatchNorm(4, virtual_batch_size=8, momentum=None), torch.nn.BatchNorm2d(4, momentum=None)
+    for batch in (x, x * 3 + 1):
+        assert torch.equal(cumulative(batch), cumulative_ref(batch))
+    assert torch.equal(cumulative.running_var, cumulative_ref.running_var)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(torch.nn.Sequential(ours))  # --trainer.sync_batchnorm
+    assert isinstance(synced[0], torch.nn.SyncBatchNorm)
+    with pytest.raises(ValueError, match=r"\(N, C, \*\) input, got shape \(4,\)"):
+        ours(torch.randn(4))
+
+
 @pytest.mark.parametrize("shape", [(64, 5), (64, 5, 7), (64, 5, 6, 3)])
 def test_ghost_batch_norm_normalizes_each_ghost_batch(shape):
     torch.manual_seed(0)

@@ -52,5 +52,6 @@ def test_a_checkpoint_in_the_earlier_hparams_format_still_loads(tmp_path):
     assert loaded.hparams["network"] == network
     assert torch.equal(loaded.network.layers[1].weight, model.network.layers[1].weight)
     # and the new format: plain values and the class path, nothing else
-    assert set(model.hparams) == {"_class_path", "network", "num_classes", "mc_samples", "penalties", "constraints"}
+    assert set(model.hparams) == {"_class_path", "network", "num_classes", "mc_samples", "penalties", "constraints",
+                                  "regularize"}
     assert model.hparams["_class_path"] == "regkit.tasks.classifier.Classifier"

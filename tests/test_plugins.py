@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from conftest import RECIPES, ROOT, regkit_main, run_regkit
+from conftest import RECIPES, ROOT, regkit_main, require_plugin, run_regkit
 from regkit.components.mc_dropout import is_stochastic
 
 EXAMPLE = ROOT / "examples" / "my_components.py"
@@ -86,10 +86,10 @@ def test_example_component_adds_noise_of_the_given_size() -> None:
     assert layer.eval()(x) is x
 
 
-@pytest.mark.skipif(importlib.util.find_spec("regkit_cutout") is None, reason="the cutout plugin is not installed")
 def test_a_checkpoint_cannot_name_an_installed_plugin_whose_autoload_is_disabled(tmp_path: Path) -> None:
     """REGKIT_DISABLE_PLUGIN_AUTOLOAD=1 turns installed plugins off for the checkpoint trust check too:
     a checkpoint naming a class of one is refused (exit 2, nothing run), as any unknown module is."""
+    require_plugin("regkit-cutout")
     hparams = {"_class_path": "regkit.tasks.Classifier",
                "network": {"class_path": "regkit_cutout.Cutout", "init_args": {"size": 8}}}
     ckpt = tmp_path / "cutout.ckpt"
@@ -109,8 +109,8 @@ def test_a_checkpoint_cannot_name_an_installed_plugin_whose_autoload_is_disabled
         check_trusted_hparams(hparams, f"ckpt_path {ckpt}")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("regkit_cutout") is None, reason="the cutout plugin is not installed")
 def test_plugin_autoload_can_be_disabled():
+    require_plugin("regkit-cutout")
     script = "import regkit; print(sorted(regkit.available('regularizer')))"
     env = {k: v for k, v in os.environ.items() if k != "REGKIT_DISABLE_PLUGIN_AUTOLOAD"}
     on = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)

@@ -41,3 +41,32 @@ def test_lstm_under_bf16_autocast_stays_bf16_where_the_cpu_has_the_kernel() -> N
     if not cpu_bf16_supported(torch.nn.LSTM):
         pytest.skip("this CPU itself lacks the oneDNN bf16 LSTM kernel")
     assert run({}) == "torch.bfloat16 0"
+
+
+
+PROBE = """
+import sys, torch
+from regkit.networks.precision import cpu_bf16_supported
+torch.manual_seed(0)
+expected = torch.rand(3)
+torch.manual_seed(0)
+mode = sys.argv[1]
+with (torch.inference_mode() if mode == "inference_mode" else torch.no_grad() if mode == "no_grad" else torch.enable_grad()):
+    answer = cpu_bf16_supported(torch.nn.LSTM)   # the first call of this process
+print(answer, torch.equal(torch.rand(3), expected))
+"""
+
+
+def probe(mode: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+def test_the_bf16_probe_answers_the_same_whatever_grad_mode_it_is_first_asked_in_and_draws_no_random_numbers():
+    # Its first call is typically in the sanity-check validation, under no_grad / inference mode:
+    # a kept False from there ran LSTMs in float32 on CPUs that have the bf16 kernel. On an AVX2-only
+    # CPU every answer is False. "True" after the answer: the global random stream is untouched.
+    outside = probe("grad")
+    assert outside.endswith(" True")
+    assert probe("inference_mode") == probe("no_grad") == outside

@@ -99,9 +99,10 @@ def test_missing_required_argument_is_named():
         regkit.build("norm", "batch_norm")
 
 
-def test_bad_value_names_component():
-    with pytest.raises(regkit.RegistryError, match=r"regularizer 'dropout': p must be a probability"):
+def test_bad_value_names_its_argument():
+    with pytest.raises(regkit.BadInput, match=r"^p: must be in \[0, 1\), got 1.0") as err:
         regkit.build("regularizer", "dropout", p=1.0)
+    assert err.value.key == "p"  # whoever holds the component prefixes its key (a spec, the CLI)
 
 
 def test_available_lists_every_kind_and_filters():
@@ -125,7 +126,7 @@ def test_spec_accepts_name_or_mapping_and_round_trips():
     [
         ({"name": "mlp", "dropout": {"name": "dropuot"}}, "did you mean 'dropout'"),
         ({"name": "mlp", "hidden": "wide"}, "hidden"),
-        ({"name": "mlp", "dropout": {"name": "dropout", "p": 2}}, "p must be a probability"),
+        ({"name": "mlp", "dropout": {"name": "dropout", "p": 2}}, r"dropout\.p: must be in \[0, 1\)"),
         ({"hidden": [3]}, "mapping with 'name'"),
     ],
 )

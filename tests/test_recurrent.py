@@ -11,6 +11,7 @@ from torch.nn.utils import parametrize
 import regkit
 from regkit.components.activation_penalties import ActivationRegularization, TemporalActivationRegularization
 from regkit.components.mc_dropout import mc_dropout
+from regkit.components.regularizers.base import DropoutBase
 from regkit.components.regularizers.recurrent import EmbeddingDropout, VariationalDropout, WeightDrop, weight_drop
 from regkit.registry import RegularizerSpec
 
@@ -59,10 +60,23 @@ def test_locked_rate_and_expectation() -> None:
 
 
 def test_locked_rejects_bad_rate() -> None:
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(regkit.BadInput, match=r"p: must be in \[0, 1\)"):
         VariationalDropout(1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(regkit.BadInput, match=r"p: must be in \[0, 1\)"):
         WeightDrop(-0.1)
+
+
+def test_weight_drop_is_a_dropout_base() -> None:
+    """Its rate is validated when set later too, it prints it, and it is the identity in eval mode
+    or at p = 0 (DropoutBase's forward), like every other dropout-like layer."""
+    drop = WeightDrop(0.3, names="weight_hh_l0")
+    assert isinstance(drop, DropoutBase) and repr(drop) == "WeightDrop(p=0.3)"
+    w = torch.randn(6, 4)
+    assert drop.eval()(w) is w
+    drop.train().p = 0.0
+    assert drop(w) is w
+    with pytest.raises(regkit.BadInput):
+        drop.p = 1.0
 
 
 # ---- embedding dropout ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from regkit import registry
 from regkit.components.regularizers.drop_connect import DropConnectLinear, apply_drop_connect
 from regkit.components.regularizers.drop_path import DropPath, drop_path_rates, set_drop_path_rates
 from regkit.components.regularizers.dropout import AlphaDropout, Dropout, GaussianDropout
+from regkit.components.regularizers.recurrent import WeightDrop
 from regkit.components.regularizers.spatial import DropBlock, SpatialDropout
 
 from conftest import RECIPES, regkit_main
@@ -97,8 +98,9 @@ def test_zero_rate_is_identity_in_training(name):
 @pytest.mark.parametrize("name", [n for n in NAMES if has_rate(n) and builtin(n)])
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
 def test_rate_is_validated_with_clear_error(name, bad):
-    with pytest.raises(ValueError, match=r"\bp\b.*must be"):
+    with pytest.raises(regkit.BadInput, match=r"^p: must be in \[0, 1\), got") as err:
         make(name, p=bad)
+    assert err.value.key == "p"  # the CLI prefixes the recipe key of the component
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if has_rate(n)])
@@ -161,12 +163,31 @@ def test_extra_repr_shows_rate():
     assert "p=0.25" in repr(DropConnectLinear(4, 3, p=0.25))
 
 
-def test_rate_is_settable_and_validated():
-    m = Dropout(0.5)
+@pytest.mark.parametrize("cls", [Dropout, DropPath, DropBlock, WeightDrop])
+def test_rate_is_settable_and_validated(cls):
+    m = cls(0.5)
     m.p = 0.1
-    assert m.p == 0.1
-    with pytest.raises(ValueError, match="p must be"):
-        m.p = 1.0
+    assert m.p == 0.1 and "p=0.1" in repr(m)
+    for bad in (1.0, -0.1, None, True, "0.5"):
+        with pytest.raises(regkit.BadInput, match="must be in") as err:
+            m.p = bad
+        assert err.value.key == "p"
+
+
+@pytest.mark.parametrize("build, key", [
+    (lambda: DropBlock(0.1, block_size=0), "block_size"),
+    (lambda: DropBlock(0.1, warmup_steps=-1), "warmup_steps"),
+    (lambda: DropConnectLinear(4, 3, p=1.0), "p"),
+    (lambda: drop_path_rates(1.0, 3), "max_rate"),
+    (lambda: drop_path_rates(0.2, 3, min_rate=-0.1), "min_rate"),
+    (lambda: drop_path_rates(0.2, 0), "depth"),
+    (lambda: WeightDrop(-0.1), "p"),
+])
+def test_every_argument_check_names_its_argument(build, key):
+    """One validation style in regularizers/: regkit.errors.check, a BadInput naming the argument."""
+    with pytest.raises(regkit.BadInput) as err:
+        build()
+    assert err.value.key == key and str(err.value).startswith(f"{key}: ")
 
 
 # ---- statistics, component by component (large tensors, stated tolerances) ----

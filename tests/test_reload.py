@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import RECIPES, ROOT, run_regkit
+from conftest import RECIPES, ROOT, require_recipe_packages, run_regkit
 
 ALL = sorted(RECIPES.glob("*.yaml")) + sorted(ROOT.glob("plugins/*/recipes/*.yaml"))
 TINY = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
@@ -23,6 +23,7 @@ def tiny_data(recipe: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ALL, ids=[p.stem for p in ALL])
 def test_checkpoint_of_every_recipe_reloads_through_the_cli(recipe: Path, tmp_path: Path) -> None:
+    require_recipe_packages(recipe)
     config = ["--config", str(recipe)]
     plugin_env = {"PYTHONPATH": ":".join(str(p) for p in ROOT.glob("plugins/*"))} if "plugins" in str(recipe) else None
     fit = run_regkit("fit", *config, *tiny_data(recipe), *TINY, "--test_after_fit", "false", env=plugin_env)

@@ -47,6 +47,15 @@ CASES = {
         "--data.init_args.limit_train_tokens", "8000", "--model.init_args.network.hidden_size", "32",
         "--model.init_args.network.embedding_dim", "32", "--trainer.limit_val_batches", "2",
         "--trainer.check_val_every_n_epoch", "1", "--test_after_fit", "false"], 25, 3, [7, 12]),  # 12 windows per epoch
+    # A rate on a schedule and a module rules inserted: the values after the resume are the ones the
+    # uninterrupted run had (they follow the step), and the inserted module's draws continue exactly.
+    "scheduled": ("mlp_dropout.yaml", [
+        "--model.init_args.network.hidden", "[64]", "--data.init_args.limit_train", "1280",
+        "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+        "--model.init_args.network.dropout.p", "{schedule: linear, start: 0.0, end: 0.6}",
+        "--model.init_args.regularize",
+        "[{path: layers.1, insert: {name: dropout, p: {schedule: late, value: 0.3, cutoff: 0.4}}}]"],
+                  16, 2, [7]),
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
                          "--model.init_args.metrics", "false"], 30, 4, [10, 20]),  # 2 steps (D and G) per batch, 20 per epoch
 }
@@ -60,7 +69,10 @@ def checkpoint(path: Path) -> dict:
 def killed_at(args: list[str], step: int, run_dir: str, tmp_path: Path) -> Path:
     """Run ``regkit fit`` until it SIGKILLs itself after step ``step``; its last.ckpt."""
     (tmp_path / "killer.py").write_text(KILLER)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(tmp_path)}
+    # killer.py on the path, before the regkit under test (not instead of it: the killed run must run
+    # the same regkit as the resumed one)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     env.pop("WANDB_SERVICE", None)
     run = subprocess.run([sys.executable, "-m", "regkit.cli", *args, "--run_dir", run_dir,
                           "--trainer.callbacks+=killer.KillAt", f"--trainer.callbacks.init_args.step={step}"],

@@ -51,6 +51,9 @@ def test_two_concurrent_fits_of_one_recipe_write_two_disjoint_run_folders(tmp_pa
     assert dropouts == {0.1, 0.4}
     out = outputs[0][0]  # the end-of-fit summary: where things are, and the final metrics as a table
     assert re.search(r"run folder: +runs/mlp_dropout/\S+", out)
+    # Every path as the run folder is printed: relative to the working directory it lies in.
+    for label in ("best ckpt", "last ckpt", "metrics", "curves"):
+        assert re.search(rf"^{label}: +runs/mlp_dropout/\S+", out, re.M), out
     assert "last ckpt:" in out and "metrics:" in out and "curves:" in out and "wandb sync" in out
     assert re.search(r"^val/acc +0\.\d{4}$", out, re.M) and re.search(r"^test/acc +0\.\d{4}$", out, re.M)
 
@@ -125,3 +128,15 @@ def test_regkit_test_rebuilds_the_task_from_the_checkpoint(tmp_path):
                        "--trainer.limit_test_batches", "1", *quick)
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/acc" in test.stdout
+
+
+def test_curves_show_every_loss_the_task_logs_the_gans_d_and_g_losses_too() -> None:
+    from regkit.cli.run_summary import curve_keys
+
+    gan = [{"epoch": 0, "step": 1, "train/d_loss": 1.2, "train/g_loss": 0.7, "train/d_real": 0.1},
+           {"epoch": 0, "step": 2, "val/fid": 250.0, "val/score": 2.0}]
+    assert curve_keys(gan) == [["train/d_loss"], ["train/g_loss"], ["val/fid"], ["val/score"]]
+    classifier = [{"epoch": 0, "step": 1, "train/loss_step": 2.3, "train/penalty/l2": 0.1},
+                  {"epoch": 0, "step": 2, "train/loss_epoch": 2.2, "train/acc": 0.3, "val/loss": 2.1, "val/acc": 0.4,
+                   "test/acc": 0.4}]
+    assert curve_keys(classifier) == [["train/loss", "val/loss"], ["train/acc", "val/acc"]]

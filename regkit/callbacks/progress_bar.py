@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from regkit.loggers.interval import CountsTrainingBatches, log_every_n_steps
+
 
 class ProgressBar(TQDMProgressBar):
     """Lightning's TQDM progress bar, showing training values only when the trainer logs them.
@@ -50,8 +52,9 @@ class ProgressBar(TQDMProgressBar):
         n = batch_idx + 1
         if n % self.refresh_rate == 0 or n == bar.total:
             bar.update(n - bar.n)  # tqdm throttles the redraw itself (mininterval)
-        every = trainer.log_every_n_steps
-        # Training batches so far, the count Lightning's logging interval uses.
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        every = log_every_n_steps(trainer)
+        # Training batches so far, this one included: the task's own count (regkit's tasks keep it);
+        # for another LightningModule its optimizer steps, one per batch.
+        batches = pl_module.trained_batches if isinstance(pl_module, CountsTrainingBatches) else trainer.global_step
         if every and batches % every == 0:
             bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from regkit.loggers.interval import CountsTrainingBatches
+
 
 def rng_state() -> dict[str, Any]:
     """torch (CPU and every CUDA device), numpy and Python RNG states as tensors and plain values, so
@@ -71,13 +73,23 @@ class ExactResume(L.Callback):
         self.logged_step: Optional[int] = None
         self.saved_step: Optional[int] = None
         self.stop_copies: dict[str, str] = {}
+        # Training batches started, and whether one is under way: the step the loggers number their
+        # rows with is the count of batches finished before the current one (Lightning counts a
+        # batch once its hooks and logging are done).
+        self.batches, self.in_batch = 0, False
+
+    def logger_step(self) -> int:
+        """The step of the rows the loggers write now (the last one a checkpoint written now covers)."""
+        return self.batches - 1 if self.in_batch else self.batches
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": rng_state()}
+        return {"rng": rng_state(), "batches": self.batches, "logger_step": self.logger_step()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.to_restore = state_dict.get("rng")
         self.per_rank = state_dict.get("rng_per_rank")
+        if "batches" in state_dict:
+            self.batches, self.logged_step = int(state_dict["batches"]), int(state_dict["logger_step"])
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.ckpt_path is None:
@@ -96,7 +108,11 @@ class ExactResume(L.Callback):
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(trainer.current_epoch)
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.in_batch = False  # before any ModelCheckpoint's epoch-end save: Lightning runs those last
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self.batches, self.in_batch = self.batches + 1, True
         # Here, not on load: sanity-check validation and loader setup between loading and the first
         # batch would otherwise draw from the restored streams.
         if self.per_rank is not None and len(self.per_rank) == trainer.world_size:
@@ -106,11 +122,17 @@ class ExactResume(L.Callback):
         self.to_restore = self.per_rank = None
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        # The last logging step the checkpoint covers: Lightning logs at the count of batches that
-        # stepped before the current one, which the checkpoint holds.
-        loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-        if "_batches_that_stepped" in loop:
-            self.logged_step = int(loop["_batches_that_stepped"])
+        # Called after the task's on_load_checkpoint and before load_state_dict, which restores the
+        # counts of checkpoints that hold them. For older checkpoints, saved at a batch's end: the
+        # task's count of training batches (regkit's tasks restore or derive it), else one optimizer
+        # step per batch.
+        if isinstance(pl_module, CountsTrainingBatches):
+            self.batches = pl_module.trained_batches
+        elif "global_step" in checkpoint:
+            self.batches = int(checkpoint["global_step"])
+        else:
+            return
+        self.logged_step = self.batches - 1
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self.saved_step = checkpoint.get("global_step")
@@ -131,7 +153,8 @@ class ExactResume(L.Callback):
             if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
                 path = last_path(callback)
                 callback.last_model_path = path  # its own next save overwrites this file, no last-v1
-                trainer.save_checkpoint(path)
+                # As the callback's own saves: weights only if it keeps only weights (Lightning says so when not told).
+                trainer.save_checkpoint(path, weights_only=callback.save_weights_only)
                 if stopping and trainer.is_global_zero:
                     shutil.copyfile(path, path + ".stop")
                     self.stop_copies[path + ".stop"] = path
@@ -152,6 +175,7 @@ class ExactResume(L.Callback):
             self.save_last(trainer, stopping=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.in_batch = False
         self.save_last(trainer)
         for copy, path in self.stop_copies.items():
             os.replace(copy, path)

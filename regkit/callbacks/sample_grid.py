@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from regkit.errors import check
-from regkit.gan.sampling import save_image_grid
+from regkit.gan.sampling import ImageSampler, save_image_grid
 
 
 class SampleGrid(L.Callback):
@@ -49,10 +49,11 @@ class SampleGrid(L.Callback):
             return
         if not trainer.is_global_zero:
             return
+        sampler = cast(ImageSampler, pl_module)  # the task must be one (see the class docstring)
         if self.noise is None:
             gen = torch.Generator().manual_seed(self.seed)
-            self.noise = torch.randn(self.num_samples, pl_module.latent_dim, generator=gen)
-        images = pl_module.generate(self.noise.to(pl_module.device))
+            self.noise = torch.randn(self.num_samples, sampler.latent_dim, generator=gen)
+        images = sampler.generate(self.noise.to(pl_module.device))
         folder = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "samples"
         self.last_path = save_image_grid(images, folder / f"epoch_{epoch:03d}.png", self.nrow)
         for logger in trainer.loggers:

@@ -36,12 +36,18 @@ def trusted_modules() -> set[str]:
     return modules
 
 
-def _class_paths(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+def _class_paths(value: Any, key: str = "") -> Iterator[tuple[str, str, bool]]:
+    """``(key, import path, called)`` of every class path in hyperparameters: ``class_path`` values
+    (called when the task is rebuilt) and the ``type`` of every rule (only imported, to match modules)."""
     if isinstance(value, dict):
         for k, v in value.items():
             sub = f"{key}.{k}" if key else str(k)
             if k in ("_class_path", "class_path", "_instantiator") and isinstance(v, str):
-                yield sub, v
+                yield sub, v, True
+            elif k == "type" and key.split(".")[-2:-1] in (["regularize"], ["rules"]):
+                for t in v if isinstance(v, list) else [v]:
+                    if isinstance(t, str):
+                        yield sub, t, False
             else:
                 yield from _class_paths(v, sub)
     elif isinstance(value, (list, tuple)):
@@ -49,19 +55,40 @@ def _class_paths(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield from _class_paths(v, f"{key}.{i}" if key else str(i))
 
 
-def check_trusted_hparams(hparams: Any, where: str) -> None:
-    """Every class path in checkpoint hyperparameters names a regkit or regkit-plugin class."""
+def recipe_class_paths(config: Any) -> frozenset[str]:
+    """Every class path (and rule type) a parsed recipe names: what a checkpoint used with it may
+    name too (the recipe is trusted like a script; the checkpoint only as far as the recipe goes)."""
+    from regkit.registry.spec import to_config
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "as_dict") and not isinstance(value, type):
+            value = value.as_dict()
+        value = to_config(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return frozenset(path for _, path, _ in _class_paths(plain(config)))
+
+
+def check_trusted_hparams(hparams: Any, where: str, named: frozenset[str] = frozenset()) -> None:
+    """Every class path in checkpoint hyperparameters names a regkit or regkit-plugin class, or one
+    the recipe given with it names (``named``); a rule's type may also be torch's."""
     trusted = None
-    for key, path in _class_paths(hparams):
+    for key, path, called in _class_paths(hparams):
         if key.endswith("_instantiator") and path in TRUSTED_INSTANTIATORS:
+            continue
+        if path in named or (not called and "." not in path):  # a bare type is torch.nn's
             continue
         if trusted is None:
             trusted = trusted_modules()
-        if path.split(".")[0] not in trusted:
+        if path.split(".")[0] not in (trusted if called else trusted | {"torch"}):
             raise BadInput(
                 f"hyperparameter {key} names {path!r}, which is not a class of regkit or of an installed "
-                "regkit plugin; a checkpoint is data and may not choose code to import (load it only with "
-                "a recipe you trust: --config with --model.class_path set)",
+                "regkit plugin, nor one the recipe names; a checkpoint is data and may not choose code to "
+                "import (load it with the recipe that names it: --config)",
                 where,
             )
 
@@ -70,7 +97,7 @@ def is_ckpt_keyword(value: str) -> bool:
     return value in CKPT_KEYWORDS or value.startswith("registry:")
 
 
-def check_checkpoint(ckpt_path: Any) -> None:
+def check_checkpoint(ckpt_path: Any, named: frozenset[str] = frozenset()) -> None:
     """``--ckpt_path`` names a Lightning checkpoint that loads safely and names only trusted classes.
 
     Raises:
@@ -78,21 +105,28 @@ def check_checkpoint(ckpt_path: Any) -> None:
     """
     if not isinstance(ckpt_path, (str, os.PathLike)) or is_ckpt_keyword(str(ckpt_path)):
         return
-    trusted_hyperparameters(str(ckpt_path))
+    trusted_hyperparameters(str(ckpt_path), named)
 
 
-def trusted_hyperparameters(ckpt_path: str) -> dict[str, Any]:
+def trusted_hyperparameters(ckpt_path: str, named: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The task hyperparameters of a checkpoint after the checks of :func:`check_checkpoint` (safe
     load, a state_dict, only trusted class paths), read once per file version."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise BadInput(f"{str(ckpt_path)!r}: {'is a directory' if path.is_dir() else 'no such file'}", "ckpt_path")
     stat = path.stat()
-    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size))
+    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size, named)[0])
+
+
+def saved_checkpoint_dirs(ckpt_path: str, named: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The ``dirpath`` each ModelCheckpoint of the run that wrote ``ckpt_path`` had, by the
+    callback's ``state_key`` (read with the trust checks of :func:`trusted_hyperparameters`)."""
+    stat = Path(ckpt_path).stat()
+    return dict(_read_trusted(str(ckpt_path), stat.st_mtime_ns, stat.st_size, named)[1])
 
 
 @functools.lru_cache(maxsize=4)
-def _read_trusted(ckpt_path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+def _read_trusted(ckpt_path: str, mtime_ns: int, size: int, named: frozenset[str]) -> tuple[dict[str, Any], dict[str, str]]:
     import torch
 
     path = Path(ckpt_path)
@@ -109,8 +143,12 @@ def _read_trusted(ckpt_path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise BadInput(f"{str(ckpt_path)!r} is not a Lightning checkpoint (it has no state_dict)", "ckpt_path")
     for field in ("hyper_parameters", "datamodule_hyper_parameters"):
-        check_trusted_hparams(ckpt.get(field) or {}, f"ckpt_path {str(ckpt_path)!r}")
-    return dict(ckpt.get("hyper_parameters") or {})
+        check_trusted_hparams(ckpt.get(field) or {}, f"ckpt_path {str(ckpt_path)!r}", named)
+    callbacks = ckpt.get("callbacks")
+    callbacks = callbacks if isinstance(callbacks, dict) else {}
+    dirs = {str(key): state["dirpath"] for key, state in callbacks.items()
+            if str(key).startswith("ModelCheckpoint") and isinstance(state, dict) and isinstance(state.get("dirpath"), str)}
+    return dict(ckpt.get("hyper_parameters") or {}), dirs
 
 
 def explicit_model_keys(argv: list[str]) -> set[str]:
@@ -132,7 +170,7 @@ def checkpoint_hparams(config: Any, ckpt_path: str, explicit: set[str]) -> dict[
     if "*" in explicit or model is None or not hasattr(model, "get") or model.get("init_args") is None:
         return {}
     # Read through the trust check: a resolved `last`/`auto` checkpoint never passed --ckpt_path's check.
-    hparams = dict(trusted_hyperparameters(str(ckpt_path)))
+    hparams = dict(trusted_hyperparameters(str(ckpt_path), recipe_class_paths(config)))
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
     if class_path and not same_class(class_path, str(model.get("class_path"))):

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Mapping
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from regkit.cli.recipe_checks import class_nodes
-from regkit.errors import BadInput, describe, first_raised, is_bad_input
+from regkit.errors import BadInput, RegkitError, describe, first_raised, is_bad_input
 
 
 def _class_keys(config: Any) -> dict[type, list[str]]:
@@ -112,7 +112,7 @@ def reported_against_keys(config: Any) -> Iterator[None]:
     when the constructor itself named the argument); a bug propagates as it was first raised."""
     try:
         yield
-    except BadInput as err:
+    except RegkitError as err:
         if err.key.split(".")[0] in ("model", "data", "trainer") or not err.key:
             raise
         key = key_of_error(err, config)
@@ -122,7 +122,7 @@ def reported_against_keys(config: Any) -> Iterator[None]:
             raise first_raised(err) from None  # its own traceback, not jsonargparse's wrapping of it
         key = key_of_error(err, config)
         chain = _chain(err)
-        inner = [e for e in chain if isinstance(e, BadInput)]
+        inner = [e for e in chain if isinstance(e, RegkitError)]
         if inner:
             raise inner[-1].under(key) from err
         # the original error: jsonargparse wraps constructor errors in its own long report

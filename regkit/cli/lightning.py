@@ -22,9 +22,16 @@ from lightning.pytorch.loggers import Logger
 from regkit.callbacks.predictions import PredictionWriter
 from regkit.callbacks.progress_bar import ProgressBar
 from regkit.callbacks.rank_streams import DistinctRankStreams
+from regkit.callbacks.regularize import Regularize
 from regkit.callbacks.resume import ExactResume
 from regkit.cli import run_folder
-from regkit.cli.checkpoints import check_checkpoint, checkpoint_hparams, explicit_model_keys
+from regkit.cli.checkpoints import (
+    check_checkpoint,
+    checkpoint_hparams,
+    explicit_model_keys,
+    recipe_class_paths,
+    saved_checkpoint_dirs,
+)
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE, subcommand_of
 from regkit.cli.error_keys import reported_against_keys
 from regkit.cli.overrides import merge_component_overrides
@@ -32,6 +39,8 @@ from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
 from regkit.cli.run_summary import final_metrics, summarize_run
+from regkit.errors import RegkitError
+from regkit.rules import Report
 
 DESCRIPTION = """\
 regkit: regularizer recipes on Lightning.
@@ -81,9 +90,25 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
         import yaml
 
         resolved = yaml.safe_load(config)
+        record: dict[str, Any] = {"recipe": resolved, "precision_used": str(trainer.precision)}
+        reports = regularization_reports(trainer, pl_module)
+        if reports:  # the plan of the rules is part of the run's record
+            record["regularization"] = [row for report in reports for row in report.rows()]
+            if trainer.is_global_zero:
+                Path(trainer.default_root_dir, "regularization.txt").write_text(
+                    "\n\n".join(report.table() for report in reports) + "\n")
         for logger in trainer.loggers:
             if isinstance(logger, Logger):
-                logger.log_hyperparams({"recipe": resolved, "precision_used": str(trainer.precision)})
+                logger.log_hyperparams(record)
+
+
+def regularization_reports(trainer: Optional[L.Trainer], model: Any) -> list[Report]:
+    """What the rules changed: the task's ``regularize`` rules, then each Regularize callback's."""
+    reports = [model.regularization] if isinstance(getattr(model, "regularization", None), Report) else []
+    for callback in getattr(trainer, "callbacks", None) or []:
+        if isinstance(callback, Regularize) and callback.report is not None:
+            reports.append(callback.report)
+    return [report for report in reports if len(report)]
 
 
 class RegkitCLI(LightningCLI):
@@ -163,6 +188,14 @@ class RegkitCLI(LightningCLI):
             help="Folder of this run (default: <logger save_dir or runs>/<recipe name>/<run id>/).",
         )
         parser.add_argument(
+            "--print_regularization",
+            type=bool,
+            nargs="?",
+            const=True,
+            default=False,
+            help="Build the model, print what its regularization rules change (module, type, action) and stop.",
+        )
+        parser.add_argument(
             "--test_after_fit",
             type=bool,
             default=False,
@@ -212,8 +245,18 @@ class RegkitCLI(LightningCLI):
         logger = run_folder.with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
         trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger})
         run_dir = self.run_info.get("run_dir")
+        # validate/test/predict write no checkpoint: there each ModelCheckpoint keeps the dirpath it
+        # had when it saved the checkpoint evaluated, so Lightning restores its state as saved (and
+        # does not warn that the dirpath changed to the evaluation's folder).
+        ckpt = self.run_info.get("ckpt_path")
+        named = recipe_class_paths(self.config[self.subcommand]) if self.subcommand else frozenset()
+        saved = saved_checkpoint_dirs(ckpt, named) if ckpt and self.subcommand != "fit" and Path(ckpt).is_file() else {}
         for callback in trainer.checkpoint_callbacks:  # the recipe's own ModelCheckpoint too
-            if run_dir and isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+            if not isinstance(callback, ModelCheckpoint):
+                continue
+            if callback.state_key in saved:
+                callback.dirpath = saved[callback.state_key]
+            elif run_dir and callback.dirpath is None:
                 callback.dirpath = os.path.join(run_dir, "checkpoints")
         return trainer
 
@@ -222,12 +265,31 @@ class RegkitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         with reported_against_keys(config):
             super().instantiate_classes()
+        self.attach_rules(config)
+        if config.get("print_regularization"):
+            reports = regularization_reports(self.trainer, self.model)
+            print("\n\n".join(report.table() for report in reports) if reports else "no regularization rules")
+            raise SystemExit(0)
         # Only now, with every class built, does the run folder appear.
         if self.run_info and not getattr(self.trainer, "fast_dev_run", False):
             Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
         if self.run_info.get("resume"):  # a resumed run continues beside its own checkpoints, as intended
             checkpoints = re.escape(os.path.join(self.run_info["run_dir"], "checkpoints"))
             warnings.filterwarnings("ignore", message=f"Checkpoint directory .*{checkpoints} exists and is not empty")
+
+    def attach_rules(self, config: Any) -> None:
+        """Apply each Regularize callback's rules now, before the run folder exists, so a rule that
+        matches nothing is bad input of that callback's key (its setup would only find it later)."""
+        given = config["trainer"].get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        keys = [f"trainer.callbacks.{i}.init_args" for i, c in enumerate(given)
+                if str(getattr(c, "get", lambda _: "")("class_path")).endswith("Regularize")]
+        callbacks = [c for c in getattr(self.trainer, "callbacks", []) if isinstance(c, Regularize)]
+        for key, callback in zip(keys, callbacks):
+            try:
+                callback.attach(self.model)
+            except RegkitError as err:
+                raise err.under(key) from err
 
     def after_fit(self) -> None:
         metrics = final_metrics(self.trainer)  # validation's, before test replaces them
@@ -236,10 +298,16 @@ class RegkitCLI(LightningCLI):
             metrics.update(final_metrics(self.trainer))
         summarize_run(self.trainer, self.run_info, metrics)
 
+    def after_validate(self) -> None:
+        summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
+
+    def after_test(self) -> None:
+        summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
+
 
 def check_parsed_recipe(config: Any) -> None:
     """Checks before anything from the recipe or checkpoint is built or imported (issue #12)."""
     subcommand = config.get("subcommand")
     config = config[subcommand] if subcommand else config
-    check_checkpoint(config.get("ckpt_path"))
+    check_checkpoint(config.get("ckpt_path"), recipe_class_paths(config))
     check_config(config)

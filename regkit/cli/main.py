@@ -31,10 +31,13 @@ def list_command(argv: list[str]) -> int:
     as_json = "--json" in argv
     words = [a for a in argv if a != "--json"]
     if any(w in ("-h", "--help") for w in words):
-        print("usage: regkit list [KIND] [PATTERN] [--json]\n\nkinds: " + ", ".join(registry.KINDS))
+        print("usage: regkit list [KIND] [PATTERN] [--json]\n\nkinds: " + ", ".join(registry.KINDS)
+              + "\n\nregkit list rule: the keys of a regularization rule (docs/surgery.md)")
         return 0
     kind: Optional[str] = words[0] if words else None
     pattern = words[1] if len(words) > 1 else "*"
+    if kind == "rule":
+        return list_rule_schema(as_json)
     if kind is not None and kind not in registry.KINDS:
         # `regkit list '*drop*'` is a pattern over every kind
         if any(c in kind for c in "*?["):
@@ -55,6 +58,24 @@ def list_command(argv: list[str]) -> int:
         print(f"no component matches kind={kind or '*'} pattern={pattern!r}")
     for name, error in plugins.plugin_errors.items():
         print(f"\nplugin {name!r} failed to load: {error}", file=sys.stderr)
+    return 0
+
+
+def list_rule_schema(as_json: bool) -> int:
+    """``regkit list rule``: the keys a regularization rule takes (regkit/rules/rule.py)."""
+    from regkit.rules import FIELDS
+
+    if as_json:
+        import json
+
+        print(json.dumps({"rule": FIELDS}, indent=2))
+        return 0
+    width = max(len(k) for k in FIELDS)
+    print("rule (a list of them under a task's `regularize:` or regkit.callbacks.Regularize(rules=...)):")
+    print("  selects modules by path and/or type (or parameters by params), then does one of insert, replace, set,")
+    print("  wrap (modules) or penalty, constraint (parameters)\n")
+    for key, text in FIELDS.items():
+        print(f"  {key:<{width}}  {text}")
     return 0
 
 

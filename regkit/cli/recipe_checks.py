@@ -74,6 +74,7 @@ def check_config(config: Any) -> None:
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and not ok(value):
             raise BadInput(f"{text}, got {value!r}", f"trainer.{flag}")
     _check_optimizers(config)
+    _check_schedules(config, trainer)
 
 
 def _class(class_path: Any) -> Optional[type]:
@@ -130,3 +131,38 @@ def _check_optimizers(config: Any) -> None:
                     raise ValueError(f"the learning rate becomes {lrs}")
         except (ValueError, TypeError, ZeroDivisionError) as err:
             raise BadInput(f"{cls.__name__}: {describe(err)}", key) from err
+
+
+def _schedules(value: Any, key: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(dotted key, mapping) of every schedule in a parsed recipe ({schedule: linear, ...})."""
+    if hasattr(value, "as_dict") and not isinstance(value, type):
+        value = value.as_dict()
+    if hasattr(value, "to_config") and hasattr(value, "kind"):
+        value = value.to_config()
+    if isinstance(value, Mapping):
+        if "schedule" in value:
+            yield key, dict(value)
+            return
+        for k, v in value.items():
+            yield from _schedules(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _schedules(v, f"{key}.{i}" if key else str(i))
+
+
+def _check_schedules(config: Any, trainer: Any) -> None:
+    """A schedule in steps or epochs names no time past the end of training (``cutoff: 50`` epochs
+    with ``max_epochs: 20`` would never switch; a fraction past 1 is refused by the schedule itself)."""
+    limits = {"steps": trainer.get("max_steps") if trainer is not None else None,
+              "epochs": trainer.get("max_epochs") if trainer is not None else None}
+    for key, schedule in _schedules(config):
+        end = limits.get(schedule.get("unit", "fraction"))
+        if not isinstance(end, int) or end <= 0:
+            continue
+        for name in ("begin", "until", "cutoff", "milestones"):
+            given = schedule.get(name)
+            times: list[Any] = given if isinstance(given, list) else [given]
+            for i, t in enumerate(times):
+                if isinstance(t, (int, float)) and t > end:
+                    where = f"{key}.{name}" + (f".{i}" if isinstance(given, list) else "")
+                    raise BadInput(f"is {t}, past the end of training (trainer.max_{schedule['unit']}: {end})", where)

@@ -124,6 +124,17 @@ class AttentionBlock(nn.Module):
         if self._record and weights is not None:
             self.last_weights = weights.detach()
 
+    @staticmethod
+    def _output(
+        out: torch.Tensor, weights: Optional[torch.Tensor], need_weights: bool
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``out``, or ``(out, weights)`` when the caller asked for them (:func:`attention` computed them)."""
+        if not need_weights:
+            return out
+        if weights is None:
+            raise RuntimeError("attention weights were asked for but not computed")
+        return out, weights
+
 
 @contextlib.contextmanager
 def record_attention(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
@@ -227,7 +238,7 @@ class MultiHeadSelfAttention(StochasticRegularizer, AttentionBlock):
         )
         out = self.dropout(self.out_proj(out.transpose(1, 2).reshape(N, L, E)))
         self._keep(weights)
-        return (out, weights) if need_weights else out
+        return self._output(out, weights, need_weights)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, attn_dropout={self.attn_dropout}, causal={self.causal}"
@@ -300,7 +311,7 @@ class DotProductAttention(StochasticRegularizer, AttentionBlock):
             need_weights=self._wants_weights(need_weights),
         )
         self._keep(weights)
-        return (out, weights) if need_weights else out
+        return self._output(out, weights, need_weights)
 
     def extra_repr(self) -> str:
         return f"query_dim={self.query_dim}, key_dim={self.key_dim}, score={self.score!r}, attn_dropout={self.attn_dropout}"
@@ -415,7 +426,7 @@ class AttentionPooling(StochasticRegularizer, AttentionBlock):
         if weights is not None:
             weights = weights.squeeze(2)
         self._keep(weights)
-        return (out, weights) if need_weights else out
+        return self._output(out, weights, need_weights)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, attn_dropout={self.attn_dropout}"

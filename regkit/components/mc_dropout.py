@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from torch import nn
 from regkit.components.norm import BatchNorm
 from regkit.components.regularizers.base import is_stochastic
 
-__all__ = ["MCPrediction", "enable_mc_dropout", "mc_dropout", "mc_predict", "stochastic_modules"]
+__all__ = ["MCPrediction", "enable_mc_dropout", "logits_of", "mc_dropout", "mc_predict", "stochastic_modules"]
 
 
 def stochastic_modules(model: nn.Module) -> list[nn.Module]:
@@ -90,6 +90,19 @@ class MCPrediction(NamedTuple):
     samples: Optional[torch.Tensor] = None
 
 
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a network's output: the tensor itself, or the ``logits`` of a Hugging Face
+    model output (or of a mapping), or the first element of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"the network returned a {type(output).__name__}; logits are a tensor, or an output with .logits")
+
+
 def _entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-12).log()).sum(-1)
 
@@ -106,7 +119,8 @@ def mc_predict(
     """Run ``model(x)`` ``samples`` times with MC dropout on and summarize the predictive distribution.
 
     Args:
-        model: returns logits (N, C) (or probabilities with ``to_probs=lambda p: p``).
+        model: returns logits (N, C), or an output holding them (a Hugging Face model's ``.logits``;
+            see :func:`logits_of`), or probabilities with ``to_probs=lambda p: p``.
         x: the input batch.
         samples: T, the number of stochastic passes (>= 1).
         to_probs: turns one output into probabilities; softmax over the last axis by default.
@@ -119,7 +133,7 @@ def mc_predict(
     owner = module if module is not None else model
     if not isinstance(owner, nn.Module):
         raise TypeError("mc_predict: pass the nn.Module whose regularizers to switch on as module=")
-    to_probs = to_probs or (lambda logits: logits.float().softmax(-1))
+    to_probs = to_probs or (lambda output: logits_of(output).float().softmax(-1))
     with mc_dropout(owner):
         probs = torch.stack([to_probs(model(x)) for _ in range(samples)])
     mean = probs.mean(0)

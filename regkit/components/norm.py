@@ -12,10 +12,26 @@ from torch import nn
 from regkit.registry import register
 
 
+# Every batch-norm class torch has, for code that asks whether a model has one (regkit's are
+# BatchNorm1d subclasses). The lazy ones become BatchNorm1d/2d/3d at their first forward.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+               nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+
+
+def check_channel_first(x: torch.Tensor) -> None:
+    if x.dim() < 2:
+        raise ValueError(f"batch_norm expects (N, C, *) input, got shape {tuple(x.shape)}")
+
+
 @register("norm", "batch_norm")
-class BatchNorm(nn.modules.batchnorm._BatchNorm):
+class BatchNorm(nn.BatchNorm1d):
     """Batch normalization over the channel axis of (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W)
-    inputs; the 1d/2d/3d variant is picked from the input (Ioffe & Szegedy, 2015).
+    inputs; one layer for every rank (Ioffe & Szegedy, 2015).
+
+    A subclass of torch's ``BatchNorm1d`` (same parameters, buffers and state-dict keys), so that
+    what recognizes torch's batch norms recognizes it too (``--trainer.sync_batchnorm`` turns it
+    into ``SyncBatchNorm``). Its ``forward`` is torch's batch norm over ``F.batch_norm`` with a rank
+    check of its own, since ``BatchNorm1d``'s takes 2D and 3D input only.
 
     Args:
         num_features: C, filled in by the network slot.
@@ -23,6 +39,16 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
         momentum: running-statistics update rate.
         affine: learn a per-channel scale and shift.
         track_running_stats: keep running mean/variance for eval mode.
+
+    Shape:
+        Input ``(N, C, *)``. Output: same.
+
+    Examples:
+        >>> bn = BatchNorm(16)
+        >>> bn(torch.randn(8, 16, 5, 5)).shape
+        torch.Size([8, 16, 5, 5])
+        >>> list(bn.state_dict())  # torch's batch-norm state: checkpoints load either way
+        ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
     """
 
     def __init__(
@@ -35,9 +61,21 @@ class BatchNorm(nn.modules.batchnorm._BatchNorm):
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"batch_norm expects (N, C, *) input, got shape {tuple(x.shape)}")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_channel_first(x)
+        # As torch's batch norm: momentum None is a cumulative average over the batches tracked;
+        # batch statistics in training, and in eval mode too when no running statistics are kept.
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats  # buffers are updated (or used) only then
+        return F.batch_norm(
+            x, self.running_mean if keep else None, self.running_var if keep else None, self.weight, self.bias,
+            use_batch_stats, factor, self.eps,
+        )
 
 
 @register("norm", "ghost_batch_norm")
@@ -82,7 +120,7 @@ class GhostBatchNorm(BatchNorm):
         return f"{super().extra_repr()}, virtual_batch_size={self.virtual_batch_size}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(x)
+        check_channel_first(x)
         n = x.shape[0]
         ghosts = -(-n // self.virtual_batch_size)
         if not self.training or ghosts == 1:
@@ -120,11 +158,14 @@ class GhostBatchNorm(BatchNorm):
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
-        self.num_batches_tracked.add_(1)
-        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        if tracked is None or running_mean is None or running_var is None:  # track_running_stats=False
+            return
+        tracked.add_(1)
+        momentum = 1.0 / float(tracked) if self.momentum is None else self.momentum
         unbiased = var * (count / max(count - 1, 1))
-        self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
-        self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+        running_var.lerp_(unbiased.to(running_var.dtype), momentum)
 
 
 LayerNormOver = Literal["channels", "last", "all"]

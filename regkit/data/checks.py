@@ -5,11 +5,11 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
-from regkit.data.idx import _DTYPES, find_idx
+from regkit.data.idx import IDX_DTYPES, find_idx
 from regkit.errors import BadInput
 
 
@@ -27,12 +27,11 @@ def idx_shape(path: Path) -> tuple[int, ...]:
             dims = f.read(4 * ndim)
     except (OSError, EOFError) as err:
         raise BadInput(f"{path} cannot be read: {err}", "data_dir") from None
-    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES or len(dims) < 4 * ndim:
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES or len(dims) < 4 * ndim:
         raise BadInput(f"{path} is not an IDX file (bad header)", "data_dir")
     shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     if path.suffix != ".gz":
-        dtype: Any = _DTYPES[head[2]]
-        expected = 4 + 4 * ndim + int(np.prod(shape)) * np.dtype(dtype).itemsize
+        expected = 4 + 4 * ndim + int(np.prod(shape)) * IDX_DTYPES[head[2]].itemsize
         size = path.stat().st_size
         if size != expected:
             raise BadInput(

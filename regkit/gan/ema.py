@@ -6,6 +6,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 def _forget_count(module: EMA, incompatible_keys: object) -> None:
@@ -28,6 +29,8 @@ class EMA(nn.Module):
     Shape:
         Same as ``model``.
     """
+
+    num_updates: torch.Tensor  # a buffer (nn.Module.__getattr__ alone would type it Tensor | Module)
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         super().__init__()
@@ -52,7 +55,8 @@ class EMA(nn.Module):
             self._count = int(self.num_updates)
         t = self._count
         decay = min(self.decay, (1 + t) / (10 + t)) if self.warmup else self.decay
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        if ema_params:  # torch's EMA update: one fused lerp over all parameters
+            get_ema_multi_avg_fn(decay)(ema_params, params, None)
         self._count += 1
         self.num_updates.fill_(self._count)
         for ema_buf, buf in zip(self.module.buffers(), model.buffers()):

@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+
+class ImageSampler(Protocol):
+    """What samples are drawn from (``regkit.tasks.GAN`` is one): the latent size and images in
+    [0, 1] from latent vectors."""
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor: ...
 
 
 def sample_to_png(model: Any, out: str | Path, n: int = 64, nrow: int = 8, seed: int = 0,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
 class RunCSVLogger(CSVLogger):
@@ -28,34 +29,34 @@ class RunCSVLogger(CSVLogger):
         if self._earlier_rows_kept:
             return super().experiment
         path = Path(self.log_dir) / "metrics.csv"
-        earlier: list[dict[str, Any]] = []
-        if path.is_file():
-            with path.open(newline="") as file:
-                earlier = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+        earlier = read_rows(path) if path.is_file() else []
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
-            writer = super().experiment
-        if earlier and isinstance(getattr(writer, "metrics", None), list):  # rank 0's writer
-            writer.metrics[:0] = earlier  # written back, with the new rows, at the next save
+            writer = super().experiment  # deletes metrics.csv; its rows come back through log_metrics
+        if isinstance(writer, ExperimentWriter):  # rank 0's writer (the other ranks get a dummy)
+            for row in earlier:
+                step = row.pop("step", None)
+                writer.log_metrics(row, None if step is None else int(float(step)))
         self._earlier_rows_kept = True
         return writer
 
     def forget_after(self, step: int) -> None:
-        """Drop the rows of logging steps after ``step``, in memory and in ``metrics.csv`` (the rows a
-        killed run wrote after the checkpoint that training now resumes from, and will write again)."""
-
-        def kept(row: dict[str, Any]) -> bool:
-            return row.get("step") in (None, "") or int(float(row["step"])) <= step
-
-        rows = getattr(self.experiment, "metrics", None)
-        if isinstance(rows, list):
-            rows[:] = [row for row in rows if kept(row)]
+        """Drop the rows of logging steps after ``step`` from ``metrics.csv`` (the rows a killed run
+        wrote after the checkpoint that training now resumes from, and will write again)."""
+        self.save()  # every row so far into metrics.csv, so that the file is the whole record
         path = Path(self.log_dir) / "metrics.csv"
-        if path.is_file():
-            with path.open(newline="") as file:
-                reader = csv.DictReader(file)
-                fields, earlier = reader.fieldnames or [], [row for row in reader if kept(row)]
-            with path.open("w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(earlier)
+        if not path.is_file():
+            return
+        with path.open(newline="") as file:
+            fields = csv.DictReader(file).fieldnames or []
+        kept = [row for row in read_rows(path) if row.get("step") is None or int(float(row["step"])) <= step]
+        with path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.csv, each with only the columns it has a value in."""
+    with path.open(newline="") as file:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]

@@ -88,6 +88,27 @@ def _installed_version(distribution: str) -> str:
         return "unknown"
 
 
+# ANONYMOUS_WORKAROUND (docs/wandb.md, "Why regkit touches one private attribute"). Lightning's
+# WandbLogger (every release up to 2.6.6, the newest regkit is tested with) always passes
+# `anonymous=None` to `wandb.init`; wandb >= 0.23 removed anonymous mode (wandb/wandb#10909) and warns
+# "The anonymous setting has no effect" whenever the argument is passed at all, None included. No
+# public argument or hook of the logger leaves it out (the keyword is one of its named parameters, so
+# `**kwargs` cannot replace it), so regkit deletes the None from the logger's protected `_wandb_init`
+# dict before the run starts. Guarded: only with a wandb that warns, and only while Lightning still
+# puts the None there; a Lightning that stops passing it makes this a no-op.
+def _release(distribution: str) -> tuple[int, ...]:
+    """(major, minor) of an installed distribution; () when it is not installed or unparsable."""
+    import importlib.metadata
+
+    try:
+        return tuple(int(part) for part in importlib.metadata.version(distribution).split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return ()
+
+
+WANDB_WARNS_ON_ANONYMOUS = _release("wandb") >= (0, 23)
+
+
 class WandbLogger(_LightningWandbLogger):
     """Weights & Biases logger with regkit's defaults (Lightning's WandbLogger underneath).
 
@@ -132,10 +153,10 @@ class WandbLogger(_LightningWandbLogger):
             id=id,
             **kwargs,
         )
-        # Lightning passes anonymous=None to wandb.init, which wandb >= 0.23 answers with "The
-        # anonymous setting has no effect" (wandb/wandb#10909); regkit never sets it.
-        if self._wandb_init.get("anonymous") is None:
-            self._wandb_init.pop("anonymous", None)
+        if WANDB_WARNS_ON_ANONYMOUS:  # the one private attribute regkit touches, see ANONYMOUS_WORKAROUND
+            init_args: dict[str, Any] = self._wandb_init
+            if "anonymous" in init_args and init_args["anonymous"] is None:
+                del init_args["anonymous"]
 
     @property
     def experiment(self) -> Any:

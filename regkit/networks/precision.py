@@ -18,18 +18,34 @@ import torch
 from torch import nn
 
 
-@functools.cache
+# Probed once per layer type. A dict rather than functools.cache: torch types nn.Module's __hash__
+# as an instance method, so a class object does not pass as Hashable.
+_BF16_SUPPORTED: dict[type[nn.Module], bool] = {}
+
+
 def cpu_bf16_supported(layer_type: type[nn.Module]) -> bool:
     """Whether this CPU runs ``layer_type`` (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) forward and
-    backward under CPU bf16 autocast. Probed once per type with a 2-unit layer."""
-    layer = layer_type(2, 2, batch_first=True)
-    x = torch.zeros(1, 2, 2)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = layer(x)[0]
-        out.float().sum().backward()
-    except RuntimeError:  # oneDNN has no bf16 primitive for this layer on this CPU
-        return False
+    backward under CPU bf16 autocast. Probed once per type with a 2-unit layer.
+
+    The answer is kept, so the probe must not depend on where it is first asked: its first call
+    often comes under ``no_grad`` / ``inference_mode`` (the sanity-check validation), where a
+    backward cannot run, so it turns gradients on for itself; and it draws its layer's initial
+    weights from a forked RNG, so asking (a resumed run asks at another step) changes no stream."""
+    if layer_type not in _BF16_SUPPORTED:
+        _BF16_SUPPORTED[layer_type] = _probe_bf16(layer_type)
+    return _BF16_SUPPORTED[layer_type]
+
+
+def _probe_bf16(layer_type: type[nn.Module]) -> bool:
+    with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=[]):
+        layer = layer_type(2, 2, batch_first=True)
+        x = torch.zeros(1, 2, 2)
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = layer(x)[0]
+            out.float().sum().backward()
+        except RuntimeError:  # oneDNN has no bf16 primitive for this layer on this CPU
+            return False
     return True
 
 

@@ -18,7 +18,7 @@ Two execution modes:
 """
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Optional, Union
+from typing import Literal, NamedTuple, Optional, Protocol, Union, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,14 @@ State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 
 FUSED = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+
+
+@runtime_checkable
+class WeightRegularizer(Protocol):
+    """What the ``weight_drop`` slot needs: a regularizer that parametrizes the RNN weights inside
+    the module it is applied to (``weight_drop``)."""
+
+    def apply_to(self, module: nn.Module) -> nn.Module: ...
 
 
 class RecurrentStack(nn.Module):
@@ -115,7 +123,7 @@ class RecurrentStack(nn.Module):
         )
         drop = fill(weight_drop, RECURRENT, "weight_drop")
         if not isinstance(drop, nn.Identity):
-            if not hasattr(drop, "apply_to"):
+            if not isinstance(drop, WeightRegularizer):
                 raise ValueError(
                     f"the weight_drop slot needs a regularizer with apply_to(module) (e.g. weight_drop), "
                     f"got {type(drop).__name__}"

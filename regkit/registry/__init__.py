@@ -29,6 +29,7 @@ generator = Registry("generator", ("regkit.gan.generators",), source=installed)
 discriminator = Registry("discriminator", ("regkit.gan.discriminators",), source=installed)
 gan_loss = Registry("gan_loss", ("regkit.gan.losses",), trial_build=True, source=installed)
 network = Registry("network", ("regkit.networks",), source=installed)
+schedule = Registry("schedule", ("regkit.components.schedules",), trial_build=True, source=installed)
 
 KINDS = tuple(REGISTRIES)
 
@@ -69,6 +70,20 @@ class NetworkSpec(Spec, registry=network):
     """A network chosen by a recipe: its registry name and arguments."""
 
 
+class ScheduleSpec(Spec, registry=schedule):
+    """A schedule of a component's argument: ``{schedule: linear, start: 0, end: 0.1, until: 0.3}``."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "ScheduleSpec":
+        if isinstance(value, dict) and "schedule" in value:
+            value = {"name": value["schedule"], **{k: v for k, v in value.items() if k != "schedule"}}
+        return super().parse(value)
+
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        return {"schedule": config.pop("name"), **config}
+
+
 __all__ = [
     "AttentionSpec",
     "ConstraintSpec",
@@ -80,6 +95,7 @@ __all__ = [
     "NormSpec",
     "PenaltySpec",
     "RegularizerSpec",
+    "ScheduleSpec",
     "Spec",
     "KINDS",
     "REGISTRIES",

@@ -151,7 +151,7 @@ class Registry:
     jsonargparse at parse time.
     """
 
-    Spec: type  # set by regkit.registry.spec.spec_type
+    Spec: Any  # the kind's regkit.registry.spec.Spec subclass, set when that class is defined
 
     def __init__(
         self, kind: str, builtins: tuple[str, ...] = (), trial_build: bool = False, source: Optional[EntrySource] = None

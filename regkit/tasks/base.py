@@ -9,22 +9,10 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from regkit.components.schedules import ScheduledArguments
+from regkit.loggers.interval import CountsTrainingBatches
 from regkit.registry import ConstraintSpec, PenaltySpec
-
-
-def logging_due(trainer: Optional[L.Trainer]) -> bool:
-    """Whether the trainer writes this training batch's logged values to its loggers: every
-    ``log_every_n_steps`` training batches (Lightning's rule), every batch under ``fast_dev_run``.
-
-    Tasks log training values only then: each ``self.log`` call costs Lightning's bookkeeping
-    (tens to hundreds of microseconds of Python), so logging values that no logger reads is pure
-    per-step overhead. Values logged at other steps would only ever be overwritten.
-    """
-    if trainer is None or getattr(trainer, "fast_dev_run", False):
-        return True
-    every = getattr(trainer, "log_every_n_steps", 1)
-    batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready  # including this batch
-    return bool(every) and batches % every == 0 or trainer.should_stop
+from regkit.rules import Report, Rule, parse_rules, regularize
 
 
 def save_recipe(task: L.LightningModule, **values: Any) -> None:
@@ -39,7 +27,7 @@ def default_optimizer(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
-class RegularizedTask(L.LightningModule):
+class RegularizedTask(CountsTrainingBatches):
     """Base task: builds penalties and constraints from their specs and applies them uniformly.
 
     Args:
@@ -58,6 +46,8 @@ class RegularizedTask(L.LightningModule):
         constraints: list[ConstraintSpec] = [],
     ) -> None:
         super().__init__()
+        self.regularization = Report()  # what the recipe's rules changed (apply_rules)
+        self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         penalties = [PenaltySpec.parse(p) for p in penalties]
@@ -72,13 +62,25 @@ class RegularizedTask(L.LightningModule):
         }
 
     def regularized_model(self) -> nn.Module:
-        """The module penalties and constraints act on (the whole task unless overridden)."""
+        """The module penalties, constraints and rules act on (the whole task unless overridden)."""
         return self
+
+    def apply_rules(self, rules: list[dict[str, Any]]) -> list[Rule]:
+        """Apply the recipe's ``regularize`` rules to :meth:`regularized_model` (regkit/rules/): the
+        changes are in ``self.regularization`` (a :class:`~regkit.rules.Report`), the penalties and
+        constraints they build join the task's own. Returns the parsed rules (for the checkpoint)."""
+        parsed = parse_rules(rules)
+        self.regularization = regularize(self.regularized_model(), parsed)
+        for name, penalty in self.regularization.penalties:
+            self.penalties.append(penalty)
+            self.penalty_names.append(name)
+        self.constraints += [constraint for _, constraint in self.regularization.constraints]
+        return parsed
 
     def penalty_loss(self, **context: Any) -> torch.Tensor:
         """Sum of all penalties on the model, each logged under its registry name."""
         total = torch.zeros((), device=self.device)
-        log = logging_due(self._trainer)
+        log = self.logging_due()
         for name, penalty in zip(self.penalty_names, self.penalties):
             value = penalty(self.regularized_model(), **context)
             if log:
@@ -98,6 +100,12 @@ class RegularizedTask(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.setup_constraints()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        super().on_train_batch_start(batch, batch_idx)
+        constraints = [(f"constraints.{i}", c) for i, c in enumerate(self.constraints)]
+        self.scheduled_arguments.update(self, self.trainer.global_step, constraints)
+        return None
 
     def apply_constraints(self) -> None:
         for constraint in self.constraints:

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from regkit.components.mc_dropout import mc_predict
+from regkit.components.mc_dropout import logits_of, mc_predict
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
+from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 from regkit.errors import check
 
 
@@ -18,7 +18,10 @@ class Classifier(RegularizedTask):
     """Cross-entropy classifier around a registry network, with torchmetrics accuracy.
 
     Args:
-        network: the network (registry name and arguments), e.g. ``{name: mlp, hidden: [1024, 1024]}``.
+        network: the network: a registry name and arguments, e.g. ``{name: mlp, hidden: [1024, 1024]}``,
+            or any importable class or factory, e.g. ``{class_path: timm.create_model, init_args:
+            {model_name: resnet18, num_classes: 10, in_chans: 1}}`` (its output: logits, or an output
+            with ``.logits`` such as a Hugging Face model's).
         num_classes: number of classes for the metrics.
         optimizer, lr_scheduler, penalties, constraints: see :class:`RegularizedTask`.
         mc_samples: T > 0 turns on MC dropout at test and predict time: test also logs
@@ -26,6 +29,8 @@ class Classifier(RegularizedTask):
             (next to the single deterministic pass's ``test/acc``, ``test/nll``, ``test/ece``), and
             predict returns ``{"probs", "entropy", "variance", "mutual_information"}`` instead of
             the deterministic probabilities.
+        regularize: rules that place components inside the network (regkit/rules/, docs/surgery.md),
+            e.g. ``[{type: torch.nn.Dropout, replace: {name: variational_dropout}}]``.
     """
 
     def __init__(
@@ -37,14 +42,17 @@ class Classifier(RegularizedTask):
         penalties: list[PenaltySpec] = [],
         constraints: list[ConstraintSpec] = [],
         mc_samples: int = 0,
+        regularize: list[dict[str, Any]] = [],
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
         check(locals(), positive="num_classes", non_negative="mc_samples")
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)
-        save_recipe(self, network=network.to_config(), num_classes=num_classes, mc_samples=mc_samples, **self.spec_config)
         self.network = network.build()
+        rules = self.apply_rules(regularize)
+        save_recipe(self, network=network.to_config(), num_classes=num_classes, mc_samples=mc_samples, **self.spec_config,
+                    regularize=[rule.to_config() for rule in rules])
         self.num_classes = num_classes
         self.mc_samples = mc_samples
         metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
@@ -64,7 +72,7 @@ class Classifier(RegularizedTask):
         return self.network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        return logits_of(self.network(x))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -73,7 +81,7 @@ class Classifier(RegularizedTask):
         correct = (logits.detach().argmax(1) == y).sum()  # logged once per epoch
         self.train_correct = correct if self.train_correct is None else self.train_correct + correct
         self.train_seen += y.numel()
-        if logging_due(self._trainer):
+        if self.logging_due():
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
             # regkit's ProgressBar shows it at the logging interval.
             self.log("train/loss", loss)

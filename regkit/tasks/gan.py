@@ -37,20 +37,25 @@ with batch norm in D.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
-import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from regkit.components.norm import BATCH_NORMS
+from regkit.components.schedules import ScheduledArguments
+from regkit.errors import BadInput, check
 from regkit.gan.ema import EMA
+from regkit.loggers.interval import TRAINED_BATCHES, CountsTrainingBatches
 from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
-from regkit.tasks.base import logging_due, save_recipe
-from regkit.errors import check
+from regkit.rules import parse_rules
+from regkit.rules import regularize as apply_rules
+from regkit.tasks.base import save_recipe
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -59,10 +64,10 @@ def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
 
 
 def _has_batch_norm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    return any(isinstance(m, BATCH_NORMS) for m in module.modules())
 
 
-class GAN(L.LightningModule):
+class GAN(CountsTrainingBatches):
     """Adversarial training of a registry generator against a registry discriminator
     (Goodfellow et al., 2014), with the loss, D penalties, ``n_critic`` and optimizers from the recipe.
 
@@ -79,6 +84,8 @@ class GAN(L.LightningModule):
             and sample/evaluate with it; null for none.
         metrics: compute FID and the classifier score on the validation set every epoch.
         feature_classifier: classifier file for the metrics; null for the packaged MNIST classifier.
+        regularize: rules that place components inside G and D (regkit/rules/, docs/surgery.md), with
+            paths ``generator.*`` and ``discriminator.*``.
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class GAN(L.LightningModule):
         ema_decay: Optional[float] = None,
         metrics: bool = True,
         feature_classifier: Optional[str] = None,
+        regularize: list[dict[str, Any]] = [],
     ) -> None:
         super().__init__()
         check(locals(), positive="n_critic", fraction="ema_decay")
@@ -101,6 +109,16 @@ class GAN(L.LightningModule):
         discriminator = DiscriminatorSpec.parse(discriminator)
         loss = GanLossSpec.parse(loss)
         penalties = [PenaltySpec.parse(p) for p in d_penalties]
+        rules = parse_rules(regularize)
+        for rule in rules:
+            if rule.action in ("penalty", "constraint"):
+                raise BadInput("the GAN takes penalties on D as d_penalties; its rules insert, replace, set or wrap",
+                               f"{rule.key}.{rule.action}")
+        self.generator = generator.build()
+        self.discriminator = discriminator.build()
+        # Rules see both networks (paths generator.* and discriminator.*), before G's EMA copy is made.
+        self.regularization = apply_rules(nn.ModuleDict({"generator": self.generator,
+                                                         "discriminator": self.discriminator}), rules)
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         # Plain recipe values, not Spec objects, so checkpoints load with weights_only.
@@ -113,9 +131,8 @@ class GAN(L.LightningModule):
             "ema_decay": ema_decay,
             "metrics": metrics,
             "feature_classifier": feature_classifier,
+            "regularize": [rule.to_config() for rule in rules],
         })
-        self.generator = generator.build()
-        self.discriminator = discriminator.build()
         self.loss = loss.build()
         self.penalties = nn.ModuleList([p.build() for p in penalties])
         self.penalty_names = [p.name for p in penalties]
@@ -124,6 +141,7 @@ class GAN(L.LightningModule):
         self.ema = EMA(self.generator, ema_decay) if ema_decay is not None else None
         self.d_has_batch_norm = _has_batch_norm(self.discriminator)
         self.d_steps = 0
+        self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules
         # Pixel range of the data module's images, mapped to G's [-1, 1] (see on_fit_start).
         self.data_mean, self.data_std = 0.0, 1.0
         self.metrics = metrics
@@ -223,7 +241,7 @@ class GAN(L.LightningModule):
             if self.d_steps % interval:
                 continue
             value = penalty(self.discriminator, real=real, fake=fake)
-            if logging_due(self._trainer):
+            if self.logging_due():
                 self.log(f"train/penalty/{name}", value.detach(), on_step=True, on_epoch=False)
             total = value * interval if total is None else total + value * interval
         return total
@@ -231,7 +249,7 @@ class GAN(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         real = self.to_model_range(batch[0] if isinstance(batch, (list, tuple)) else batch)
         n = real.shape[0]
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = cast(list[LightningOptimizer], self.optimizers())  # two optimizers: a list
 
         # D step: G only produces samples, D's parameters alone get gradients.
         self.toggle_optimizer(opt_d)
@@ -244,7 +262,7 @@ class GAN(L.LightningModule):
         self._backward_and_step(d_loss if penalty is None else d_loss + penalty, opt_d)
         self.untoggle_optimizer(opt_d)
         self.d_steps += 1
-        log = logging_due(self._trainer)
+        log = self.logging_due()
         if log:
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
             # regkit's ProgressBar shows it at the logging interval.
@@ -268,11 +286,20 @@ class GAN(L.LightningModule):
             if log:
                 self.log("train/g_loss", g_loss.detach())
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        super().on_train_batch_start(batch, batch_idx)
+        self.scheduled_arguments.update(self, self.d_steps)  # one D step per batch
+        return None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["gan_d_steps"] = self.d_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.d_steps = int(checkpoint.get("gan_d_steps", 0))
+        if TRAINED_BATCHES not in checkpoint:  # written before the count: one D step per batch
+            self.trained_batches = self.d_steps
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, batch: Any) -> None:

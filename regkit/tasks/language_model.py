@@ -9,9 +9,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.text import Perplexity
 
 from regkit.components.mc_dropout import mc_dropout
+from regkit.loggers.interval import attached_trainer
 from regkit.networks.rnn import detach_state
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
-from regkit.tasks.base import RegularizedTask, default_optimizer, logging_due, save_recipe
+from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 from regkit.errors import check
 
 
@@ -33,6 +34,7 @@ class LanguageModel(RegularizedTask):
             ``test/mc_ppl`` is the perplexity of the mean of T stochastic passes' probabilities,
             each pass carrying its own recurrent state, logged next to the deterministic
             ``test/ppl``. Costs T extra forward passes per test window.
+        regularize: rules that place components inside the network (regkit/rules/, docs/surgery.md).
 
     ``regkit predict`` scores the data module's predict stream (PTB: the test split), one dict of
     ``(L, N)`` tensors, column n being the n-th of the N parallel streams (so ``t.T.flatten()`` is
@@ -49,14 +51,17 @@ class LanguageModel(RegularizedTask):
         penalties: list[PenaltySpec] = [],
         constraints: list[ConstraintSpec] = [],
         mc_samples: int = 0,
+        regularize: list[dict[str, Any]] = [],
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
         check(locals(), non_negative="mc_samples")
         if mc_samples < 0:
             raise ValueError(f"mc_samples must be >= 0, got {mc_samples}")
         network = NetworkSpec.parse(network)
-        save_recipe(self, **{"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config})
         self.network = network.build()
+        rules = self.apply_rules(regularize)
+        save_recipe(self, **{"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config,
+                             "regularize": [rule.to_config() for rule in rules]})
         self.mc_samples = mc_samples
         self.val_ppl, self.test_ppl, self.mc_ppl = Perplexity(), Perplexity(), Perplexity()
         self._state: dict[str, Any] = {}
@@ -71,7 +76,7 @@ class LanguageModel(RegularizedTask):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         data_vocab = getattr(datamodule, "vocab_size", None)
         net_vocab = getattr(self.network, "vocab_size", None)
         if data_vocab is not None and net_vocab is not None and data_vocab != net_vocab:
@@ -95,10 +100,12 @@ class LanguageModel(RegularizedTask):
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         # the TBPTT state carried into the next window: a mid-epoch resume continues it exactly
         checkpoint["tbptt_state"] = self._state.get("train")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if checkpoint.get("tbptt_state") is not None:
             self._state["train"] = checkpoint["tbptt_state"]
 
@@ -121,7 +128,7 @@ class LanguageModel(RegularizedTask):
             self._state.pop("train", None)
         out = self._step("train", x)
         loss = self._loss(out.logits, y)
-        if logging_due(self._trainer):
+        if self.logging_due():
             # No prog_bar: Lightning would read it as a float every step (a GPU sync);
             # regkit's ProgressBar shows it at the logging interval.
             self.log("train/loss", loss, batch_size=y.numel())

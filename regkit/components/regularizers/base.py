@@ -1,16 +1,27 @@
 """What every layer regularizer shares: the drop-rate check, the ``StochasticRegularizer`` marker that
 MC dropout looks for, and a small ``_DropoutNd``-style base class (rate validation, ``extra_repr``,
-identity in eval mode or at rate 0)."""
+identity in eval mode or at rate 0).
+
+Arguments are validated the way every regkit constructor does it, with :func:`regkit.errors.check`
+(``BadInput`` naming the argument); :func:`check_rate` is that check for a single rate."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from regkit.errors import BadInput, check
+
 
 def check_rate(p: float, name: str = "p") -> float:
-    """Validate a drop probability: 0 <= p < 1 (p = 1 would drop everything and divide by zero)."""
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
+    """``check(..., rate=name)`` for one value, e.g. in a setter: a drop probability 0 <= p < 1 (p = 1
+    would drop everything and divide by zero); returns it as a float.
+
+    Raises:
+        BadInput: naming ``name``, for anything else (None and booleans included).
+    """
+    if p is None or isinstance(p, bool):  # check() lets these pass (an optional argument, a flag)
+        raise BadInput(f"must be in [0, 1), got {p!r}", name)
+    check({name: p}, rate=name)
     return float(p)
 
 
@@ -28,10 +39,17 @@ class StochasticRegularizer:
 TORCH_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
+# Stochastic layers of other libraries, by qualified class name (checked without importing them):
+# MC dropout samples them in a model rules did not touch too (timm's drop-path and DropBlock).
+OTHER_STOCHASTIC = ("timm.layers.drop.DropPath", "timm.layers.drop.DropBlock2d")
+
+
 def is_stochastic(module: nn.Module) -> bool:
-    """Whether MC dropout keeps ``module`` in training mode: a :class:`StochasticRegularizer`, or
-    one of torch's dropout layers."""
-    return isinstance(module, (StochasticRegularizer, *TORCH_DROPOUTS))
+    """Whether MC dropout keeps ``module`` in training mode: a :class:`StochasticRegularizer`, one
+    of torch's dropout layers (Hugging Face models use those), or one of :data:`OTHER_STOCHASTIC`."""
+    if isinstance(module, (StochasticRegularizer, *TORCH_DROPOUTS)):
+        return True
+    return any(f"{cls.__module__}.{cls.__qualname__}" in OTHER_STOCHASTIC for cls in type(module).__mro__)
 
 
 class DropoutBase(StochasticRegularizer, nn.Module):

@@ -9,7 +9,8 @@ from torch import nn
 
 from regkit.components.layouts import ACTIVATIONS, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase, check_rate
+from regkit.components.regularizers.base import DropoutBase
+from regkit.errors import check
 
 __all__ = ["DropPath", "drop_path", "drop_path_rates", "set_drop_path_rates"]
 
@@ -60,10 +61,7 @@ class DropPath(DropoutBase):
 def drop_path_rates(max_rate: float, depth: int, min_rate: float = 0.0) -> list[float]:
     """Linear decay rule of stochastic depth: block l of L (1-based) drops with rate
     ``min_rate + (max_rate - min_rate) * l / L``, so the last block drops with ``max_rate``."""
-    check_rate(max_rate, "max_rate")
-    check_rate(min_rate, "min_rate")
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+    check(locals(), rate="max_rate min_rate", positive="depth")
     return [min_rate + (max_rate - min_rate) * (i + 1) / depth for i in range(depth)]
 
 

@@ -40,8 +40,11 @@ class Dropout(DropoutBase):
         activation slot and the embedding-weight slot.
 
     Examples:
-        >>> Dropout(0.5)(torch.ones(4, 8)).unique()  # doctest: +SKIP
+        >>> _ = torch.manual_seed(0)
+        >>> Dropout(0.5)(torch.ones(4, 8)).unique()  # dropped, or kept and scaled by 1/(1-p)
         tensor([0., 2.])
+        >>> Dropout(0.5).eval()(torch.ones(4, 8)).unique()
+        tensor([1.])
     """
 
     layouts: ClassVar[Layouts] = {FEATURES: {}, MAPS: {}, SEQUENCE: {}, EMBEDDING: {}}

@@ -19,8 +19,7 @@ from torch.nn.utils import parametrize
 
 from regkit.components.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer
-from regkit.components.regularizers.dropout import check_rate
+from regkit.components.regularizers.base import DropoutBase
 
 
 def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
@@ -70,7 +69,11 @@ class VariationalDropout(DropoutBase):
 
     Examples:
         >>> drop = VariationalDropout(0.5, batch_first=True)
-        >>> y = drop(torch.randn(8, 35, 200))   # y[:, t] / x[:, t] is the same for every t
+        >>> y = drop(torch.randn(8, 35, 200))
+        >>> y.shape
+        torch.Size([8, 35, 200])
+        >>> bool(((y == 0) == (y[:, :1] == 0)).all())  # the same units are dropped at every step
+        True
     """
 
     layouts: ClassVar[Layouts] = {SEQUENCE: {"batch_first": True}, FEATURES: {}}
@@ -103,8 +106,14 @@ class EmbeddingDropout(DropoutBase):
         Identity in eval mode.
 
     Examples:
-        >>> emb, drop = nn.Embedding(10000, 200), EmbeddingDropout(0.1)
-        >>> vectors = drop.embed(emb, torch.randint(10000, (20, 35)))   # (20, 35, 200)
+        >>> emb, drop = nn.Embedding(10000, 200), EmbeddingDropout(0.5)
+        >>> tokens = torch.tensor([[7, 3, 7, 7, 3, 5]])
+        >>> vectors = drop.embed(emb, tokens)
+        >>> vectors.shape
+        torch.Size([1, 6, 200])
+        >>> zero = vectors.eq(0).all(-1)[0]  # a dropped word is zero wherever it occurs
+        >>> bool(zero[0] == zero[2] == zero[3]) and bool(zero[1] == zero[4])
+        True
     """
 
     layouts: ClassVar[Layouts] = {EMBEDDING: {}}  # it drops rows: word types of a weight, not samples of a batch
@@ -150,14 +159,15 @@ class RecurrentDropout(DropoutBase):
         return h.new_empty(h.shape).bernoulli_(keep).div_(keep)
 
     def drop(self, h: torch.Tensor) -> torch.Tensor:
-        return h * self.sample_mask(h)
+        mask = self.sample_mask(h)
+        return h if mask is None else h * mask
 
 
 RNN_TYPES = (nn.RNNBase, nn.RNNCellBase)
 
 
 @register("regularizer", "weight_drop")
-class WeightDrop(StochasticRegularizer, nn.Module):
+class WeightDrop(DropoutBase):
     """DropConnect on the recurrent weights of an RNN (Merity et al., 2017, AWD-LSTM; Wan et al., 2013).
 
     A parametrization (``torch.nn.utils.parametrize``): in training, the hidden-to-hidden matrix
@@ -182,26 +192,24 @@ class WeightDrop(StochasticRegularizer, nn.Module):
         The RNN's own shapes are unchanged.
 
     Examples:
-        >>> lstm = WeightDrop(0.5).apply_to(nn.LSTM(200, 200, num_layers=2))
+        >>> lstm = WeightDrop(0.5).apply_to(nn.LSTM(20, 20, num_layers=2))
         >>> with parametrize.cached():
-        ...     out, (h, c) = lstm(torch.randn(35, 20, 200))
+        ...     out, (h, c) = lstm(torch.randn(35, 4, 20))
+        >>> out.shape
+        torch.Size([35, 4, 20])
+        >>> lstm.parametrizations.weight_hh_l0.original.shape  # the stored weight, never dropped
+        torch.Size([80, 20])
     """
 
     layouts: ClassVar[Layouts] = {RECURRENT: {}}
 
     def __init__(self, p: float = 0.5, names: str = "weight_hh*") -> None:
-        super().__init__()
-        self.p = check_rate(p)
+        super().__init__(p)
         self.names = names
         self._in_forward = False
         self._mask: torch.Tensor | None = None
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return weight
+    def drop(self, weight: torch.Tensor) -> torch.Tensor:
         if not self._in_forward:
             return F.dropout(weight, self.p, True)
         if self._mask is None or self._mask.shape != weight.shape or self._mask.device != weight.device:
@@ -224,10 +232,15 @@ class WeightDrop(StochasticRegularizer, nn.Module):
         return [n for n in own if any(fnmatch.fnmatch(n, pat) for pat in patterns)]
 
     def apply_to(self, module: nn.Module) -> nn.Module:
-        """Parametrize the matching weights of every RNN inside ``module`` (in place); returns it."""
-        rnns = [m for m in module.modules() if isinstance(m, RNN_TYPES)]
+        """Parametrize the matching weights of every RNN inside ``module`` (in place), or of
+        ``module`` itself when it holds no RNN but has matching parameters (DropConnect on a Linear
+        or a conv with ``names: weight``); returns it."""
+        rnns: list[nn.Module] = [m for m in module.modules() if isinstance(m, RNN_TYPES)]
+        if not rnns and self.matching(module):
+            rnns = [module]
         if not rnns:
-            raise ValueError(f"weight_drop found no nn.RNN/LSTM/GRU (or cell) in {type(module).__name__}")
+            raise ValueError(f"weight_drop found no nn.RNN/LSTM/GRU (or cell) in {type(module).__name__}, and no "
+                             f"parameter of it matches {self.names!r}")
         for rnn in rnns:
             names = self.matching(rnn)
             if not names and not parametrize.is_parametrized(rnn):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from regkit.components.layouts import FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
 from regkit.components.regularizers.base import DropoutBase
+from regkit.errors import check
 
 __all__ = ["DropBlock", "SpatialDropout", "drop_block", "spatial_dropout"]
 
@@ -135,13 +136,11 @@ class DropBlock(DropoutBase):
     """
 
     layouts: ClassVar[Layouts] = {MAPS: {}}
+    step: torch.Tensor  # a buffer (nn.Module.__getattr__ alone would type it Tensor | Module)
 
     def __init__(self, p: float = 0.1, block_size: int = 7, warmup_steps: int = 0, share_channels: bool = False) -> None:
         super().__init__(p)
-        if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}")
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        check(locals(), positive="block_size", non_negative="warmup_steps")
         self.block_size, self.warmup_steps, self.share_channels = block_size, warmup_steps, share_channels
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
