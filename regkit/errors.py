@@ -6,11 +6,16 @@ A component or spec raises :class:`RegkitError` with the key it knows (``"dropou
 network, ``"p"`` inside a regularizer); whoever holds the outer part of the path prefixes it with
 :meth:`RegkitError.under` (the CLI adds ``model.init_args.network``). The CLI ends its message with
 one line, ``In short: <key>: <message>`` (see :func:`in_short`).
+
+:func:`is_bad_input` is the rule that tells the user's bad input (two lines, exit 2) from a bug (a
+traceback); regkit/cli/error_keys.py explains it.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -103,3 +108,62 @@ def describe(err: BaseException) -> str:
     if isinstance(err, (ValueError, TypeError, FileNotFoundError)) and not isinstance(err, BadInput):
         return text
     return text if isinstance(err, BadInput) else f"{type(err).__name__}: {text}"
+
+
+# ------------------------------------------------------------------------- bad input or a bug
+_REGKIT_DIR = Path(__file__).resolve().parent
+
+REFUSALS: tuple[type[BaseException], ...] = (TypeError, OverflowError, argparse.ArgumentError)
+"""Errors a library raises to refuse a value it was given (jsonargparse, torch, Lightning)."""
+
+
+def error_chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors it was raised from (``raise ... from``), outermost first; the last one
+    is the error first raised (an error raised while handling another is not caused by it)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and all(current is not e for e in chain):
+        chain.append(current)
+        current = current.__cause__
+    return chain
+
+
+def raised_in_regkit(err: BaseException) -> bool:
+    """Whether ``err`` was raised in regkit's own code (the innermost frame of its traceback)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_REGKIT_DIR)
+
+
+def is_bad_input(err: BaseException, also: tuple[type[BaseException], ...] = (), parsing: bool = False) -> bool:
+    """Whether ``err`` is the user's bad input (reported in two lines, exit 2) rather than a bug
+    (shown with its traceback). Bad input is:
+
+    * a :class:`RegkitError` anywhere in the chain of causes (regkit's own checks);
+    * an error first raised as a ``ValueError`` (regkit's constructors, like torch's, refuse a value
+      with it: ``p must be a probability``) or an ``OSError`` (a file the user named);
+    * an error first raised as one of :data:`REFUSALS` (or ``also``) outside regkit's own code:
+      jsonargparse, torch or Lightning refusing the value they were given;
+    * ``parsing``: any error jsonargparse caught and reports, first raised outside regkit's code
+      (an option it does not know is a ``KeyError``, a ``class_path`` that does not import an
+      ``ImportError`` or ``AttributeError``).
+
+    Anything else is a bug: ``AttributeError``, ``KeyError``, ``IndexError``, ``AssertionError``,
+    ``RuntimeError``, a ``TypeError`` raised in regkit's code (a wrong call), ...
+    """
+    chain = error_chain(err)
+    if any(isinstance(e, RegkitError) for e in chain):
+        return True
+    origin = chain[-1]
+    if isinstance(origin, (ValueError, OSError)):
+        return True
+    refusals = (Exception,) if parsing else (*REFUSALS, *also)
+    return isinstance(origin, refusals) and not raised_in_regkit(origin)
+
+
+def first_raised(err: BaseException) -> BaseException:
+    """The error first raised in the chain of causes of ``err`` (``err`` itself if it has none)."""
+    return error_chain(err)[-1]

@@ -27,9 +27,9 @@ except ImportError:  # pragma: no cover
     from tests.conftest import slot_masks
 
 try:
-    from conftest import RECIPES, run_regkit
+    from conftest import RECIPES, regkit_main
 except ImportError:  # pragma: no cover
-    from tests.conftest import RECIPES, run_regkit
+    from tests.conftest import RECIPES, regkit_main
 
 NEG_INF = float("-inf")
 
@@ -328,8 +328,8 @@ def test_attention_classifier_loss_falls(norm) -> None:
 
 
 def test_recipe_fast_dev_run_writes_attention_maps(tmp_path: Path) -> None:
-    result = run_regkit("fit", "--config", str(RECIPES / "attention_dropout.yaml"), "--trainer.fast_dev_run", "2",
-                        "--data.init_args.limit_train", "512")
+    result = regkit_main("fit", "--config", str(RECIPES / "attention_dropout.yaml"), "--trainer.fast_dev_run", "2",
+                         "--data.init_args.limit_train", "512")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/acc" in result.stdout + result.stderr
     pngs = list(tmp_path.rglob("attention_maps/*.png"))

@@ -291,6 +291,7 @@ def test_bad_input_stops_before_the_run(case: Case, scratch: tuple[Path, Path]) 
     code, output = _run_in_process(argv)
     last = _last_line(output)
     assert code == 2, f"exit code {code}\n{output[-3000:]}"
+    assert last.startswith(f"regkit {case.subcommand}: error: "), last  # names the subcommand
     for expected in case.expect:
         assert expected.lower() in last.lower(), f"{expected!r} not in the last line {last!r}\n{output[-3000:]}"
     assert "Traceback" not in output, output[-3000:]
@@ -325,3 +326,138 @@ def test_real_terminal_output_and_debug_switch(scratch: tuple[Path, Path]) -> No
     assert ckpt.returncode != 0 and "Beautiful is better than ugly" not in ckpt.stdout + ckpt.stderr
     assert "Traceback" in ckpt.stderr and "this.Zen" in ckpt.stderr
     assert os.listdir(work) == []
+
+
+# --- a bug is not bad input: it shows its traceback (regkit/cli/error_keys.py says which is which)
+FRAGILE_NET = '''
+from typing import Any
+
+import torch
+
+import regkit
+
+
+@regkit.register("network")
+class TestOnlyFragileNet(torch.nn.Module):
+    """Its width is untyped, so torch checks it; with bug=True its constructor has a bug."""
+
+    def __init__(self, width: Any = 4, bug: bool = False) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, width), torch.nn.Linear(width, 10))
+        if bug:
+            self.no_such_attribute
+
+    def forward(self, x):
+        return self.layers(x)
+'''
+
+
+@pytest.fixture
+def fragile_net(scratch: tuple[Path, Path]) -> Any:
+    """``regkit --plugins fragile.py fit`` with the fragile network and ``network.init`` arguments."""
+    from regkit import registry
+
+    files, _ = scratch
+    plugin = files / "fragile.py"
+    plugin.write_text(FRAGILE_NET)
+
+    def command(**network: Any) -> list[str]:
+        value = yaml.safe_dump({"name": "test_only_fragile_net", **network}, default_flow_style=True).strip()
+        return ["--plugins", str(plugin), "fit", "--config", str(RECIPES / MLP), *GUARD,
+                f"--model.init_args.network={value}"]
+
+    yield command
+    registry.unregister("network", "test_only_fragile_net")
+
+
+def test_a_value_a_library_refuses_is_bad_input(fragile_net: Any, scratch: tuple[Path, Path]) -> None:
+    """torch's TypeError for the user's value (raised outside regkit) is reported against the key."""
+    code, output = _run_in_process(fragile_net(width=2.5))
+    assert code == 2, output[-3000:]
+    assert "model.init_args.network" in _last_line(output) and "Traceback" not in output, output[-3000:]
+    assert os.listdir(scratch[1]) == []
+
+
+def test_a_constructor_bug_shows_its_traceback(fragile_net: Any, scratch: tuple[Path, Path]) -> None:
+    from regkit import cli
+
+    with pytest.raises(AttributeError, match="no_such_attribute"):  # exit 1 with its traceback, not exit 2
+        cli.main(fragile_net(bug=True))
+    assert os.listdir(scratch[1]) == []
+
+
+def test_a_type_error_in_regkit_code_is_a_bug_when_built_and_when_parsed(
+    scratch: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TypeError raised in regkit's own code (a wrong call) is a bug, whether a constructor runs
+    while the task is built (the network) or while the recipe is parsed (a regularizer's trial build)."""
+    import regkit.components.regularizers.base
+    import regkit.networks.mlp
+    from regkit import cli
+
+    argv = ["fit", "--config", str(RECIPES / MLP), *GUARD]
+    with monkeypatch.context() as patch:
+        patch.setattr(regkit.networks.mlp, "check", None)  # MLP.__init__ calls check(...)
+        with pytest.raises(TypeError, match="not callable"):
+            cli.main(argv)
+    with monkeypatch.context() as patch:
+        patch.setattr(regkit.components.regularizers.base, "check_rate", None)  # Dropout.__init__ calls it
+        with pytest.raises(TypeError, match="not callable"):
+            cli.main(argv)
+    assert os.listdir(scratch[1]) == []
+
+
+def test_a_bug_in_a_real_process_exits_1_with_its_traceback(fragile_net: Any) -> None:
+    result = run_regkit(*fragile_net(bug=True))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" in result.stderr
+    assert _last_line(result.stderr).startswith("AttributeError:") and "no_such_attribute" in result.stderr
+
+
+def test_what_is_bad_input_and_what_is_a_bug() -> None:
+    from regkit.errors import BadInput, is_bad_input, join_key
+
+    def raised(make: Callable[[], Any]) -> BaseException:
+        try:
+            make()
+        except Exception as err:
+            return err
+        raise AssertionError("nothing raised")
+
+    def wrapped(err: BaseException) -> BaseException:  # as jsonargparse wraps a constructor's error
+        try:
+            raise ValueError("Problem with given class_path") from err
+        except ValueError as outer:
+            return outer
+
+    outside_type_error = raised(lambda: torch.nn.Linear(784, 2.5))  # type: ignore[arg-type]
+    regkit_type_error = raised(lambda: join_key(1, 2))  # type: ignore[arg-type]
+    attribute_error = raised(lambda: torch.nn.Linear(2, 2).no_such_attribute)
+    assert is_bad_input(BadInput("must be > 0", "hidden")) and is_bad_input(wrapped(BadInput("x")))
+    assert is_bad_input(raised(lambda: float("wide"))) and is_bad_input(wrapped(raised(lambda: open("/no/such/file"))))
+    assert is_bad_input(outside_type_error) and is_bad_input(wrapped(outside_type_error))
+    assert not is_bad_input(regkit_type_error) and not is_bad_input(wrapped(regkit_type_error))
+    assert not is_bad_input(attribute_error) and not is_bad_input(wrapped(attribute_error))
+    assert not is_bad_input(raised(lambda: {}["key"])) and not is_bad_input(raised(lambda: [][0]))
+    assert is_bad_input(raised(lambda: {}["key"]), parsing=True)  # jsonargparse's unknown option
+    assert not is_bad_input(regkit_type_error, parsing=True)
+
+
+def test_print_config_reports_a_component_that_does_not_resolve(scratch: tuple[Path, Path]) -> None:
+    code, output = _run_in_process(["fit", "--config", str(RECIPES / MLP), "--print_config",
+                                    "--model.init_args.network.dropout.name", "dropuot"])
+    assert code == 2, output[-3000:]
+    assert "model.init_args.network.dropout: unknown regularizer 'dropuot'" in _last_line(output), output[-3000:]
+    assert "trainer:" not in output  # no recipe printed
+
+
+def test_a_misspelt_component_or_argument_is_named_with_its_full_key(scratch: tuple[Path, Path]) -> None:
+    files, _ = scratch
+    for dropout, message in [({"name": "dropuot", "p": 0.5}, "unknown regularizer 'dropuot'; did you mean 'dropout'"),
+                             ({"name": "dropout", "rate": 0.5}, "regularizer 'dropout' has no argument 'rate'")]:
+        config = yaml.safe_load((RECIPES / MLP).read_text())
+        config["model"]["init_args"]["network"]["dropout"] = dropout
+        (files / "r.yaml").write_text(yaml.safe_dump(config))
+        code, output = _run_in_process(["fit", "--config", str(files / "r.yaml")])
+        assert code == 2 and f"model.init_args.network.dropout: {message}" in _last_line(output), output[-3000:]
+        assert "Epoch" not in output

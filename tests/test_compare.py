@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -170,3 +171,58 @@ def test_ctrl_c_or_kill_stops_compare_and_its_runs_without_a_traceback(tmp_path,
     assert "Traceback" not in stderr
     (result,) = [json.loads(p.read_text()) for p in out.glob("runs/*/seed0/compare.json")]
     assert result["status"] == "interrupted"
+
+
+def test_plugins_reach_each_fit_on_its_command_line_not_through_the_environment(tmp_path, monkeypatch, capsys):
+    """`regkit --plugins X compare`: every run's `regkit fit` gets `--plugins X` (as a DDP process
+    started by Lightning would see it), and regkit does not write REGKIT_PLUGINS (documented as read,
+    never written)."""
+    from regkit import cli, registry
+
+    monkeypatch.delenv("REGKIT_PLUGINS", raising=False)
+    example = str(ROOT / "examples" / "my_components.py")
+    argv = ["--plugins", example, "compare", "--vary", f"{DROPOUT}={{name: my_noise, sigma: 0.1}},dropout",
+            "--seeds", "2", "--out", str(tmp_path / "cmp"), "--dry-run", *TINY]
+    try:
+        assert cli.main(argv) == 0
+    finally:
+        registry.unregister("regularizer", "my_noise")
+        registry.unregister("penalty", "my_weight_decay")
+    commands = [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(commands) == 4
+    assert all(command[:4] == ["regkit", "--plugins", example, "fit"] for command in commands), commands
+    assert os.environ.get("REGKIT_PLUGINS") is None
+
+
+def test_a_runs_curves_and_compares_curves_count_epochs_alike(tmp_path):
+    """curves.png (regkit/cli/run_summary.py) and compare's summary.png (regkit/compare/results.py)
+    read metrics.csv through one per-epoch reader, which puts the first epoch at 1 (the CSVLogger's
+    epoch column counts from 0)."""
+    from regkit.cli import metrics_csv, run_summary
+    from regkit.compare import results
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(  # CSVLogger's layout: a row per logging call, the cells of other calls empty
+        "epoch,step,train/loss_epoch,train/loss_step,val/loss\n"
+        "0,1,,2.5,\n0,3,,2.1,\n0,3,,,1.5\n0,3,2.3,,\n"
+        "1,5,,1.9,\n1,7,,1.7,\n1,7,,,1.2\n1,7,1.8,,\n"
+    )
+    rows = metrics_csv.read_metrics(path)
+    assert metrics_csv.per_epoch(rows, "val/loss") == [(1.0, 1.5), (2.0, 1.2)]
+    assert metrics_csv.per_epoch(rows, "train/loss") == [(1.0, 2.3), (2.0, 1.8)]  # the epoch-level value
+    assert run_summary.per_epoch is metrics_csv.per_epoch and results.per_epoch is metrics_csv.per_epoch
+    assert run_summary.read_metrics is metrics_csv.read_metrics and runner.read_metrics is metrics_csv.read_metrics
+
+
+def test_a_stopped_comparison_starts_no_more_runs_and_leaves_the_next_one_alone(tmp_path):
+    """Each call of compare is one Runner: once stopped it starts nothing; a later Runner in the same
+    process (its stop flag its own) reports a run that fails as failed, not interrupted."""
+    passthrough = ["--config", str(tmp_path / "missing.yaml")]  # regkit fit exits 2 before importing Lightning
+    run = compare_grid.plan_runs({}, [0], tmp_path / "cmp")[0]
+    stopped = runner.Runner(passthrough)
+    stopped.stop()
+    assert stopped.execute(run, dict(os.environ))["status"] == "interrupted" and not stopped.running
+    assert not (run.run_dir / runner.RESULT_FILE).exists()
+    result = runner.Runner(passthrough).execute(run, dict(os.environ))
+    assert (result["status"], result["returncode"]) == ("failed", 2), result
+    assert "missing.yaml" in (run.run_dir / "compare.log").read_text()

@@ -1,14 +1,11 @@
 """What a newcomer reads first: ``regkit --help`` and ``regkit fit --help``."""
 from __future__ import annotations
 
-try:
-    from conftest import run_regkit
-except ImportError:  # pragma: no cover
-    from tests.conftest import run_regkit
+from conftest import regkit_main
 
 
 def test_help_names_subcommands_plugins_tasks_and_data_modules():
-    main = run_regkit("--help", timeout=300)
+    main = regkit_main("--help")
     assert main.returncode == 0, main.stderr[-3000:]
     usage = main.stdout.splitlines()[0]
     assert usage.startswith("usage: regkit") and "list" in usage and "--plugins" in usage
@@ -17,7 +14,7 @@ def test_help_names_subcommands_plugins_tasks_and_data_modules():
     assert any(line.strip().startswith("regkit list [KIND] [PATTERN] [--json]") for line in lines)
     assert any(line.strip().startswith("regkit --plugins my_components.py fit") for line in lines)
 
-    fit = run_regkit("fit", "--help", timeout=300)
+    fit = regkit_main("fit", "--help")
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert fit.stdout.startswith("usage: regkit [options] fit ")
     for name in ("regkit.tasks.Classifier", "regkit.tasks.GAN", "regkit.tasks.LanguageModel",

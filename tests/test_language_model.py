@@ -15,9 +15,9 @@ from regkit.tasks import LanguageModel
 from regkit.errors import BadInput
 
 try:
-    from conftest import RECIPES, run_regkit
+    from conftest import RECIPES, regkit_main
 except ImportError:  # pragma: no cover
-    from tests.conftest import RECIPES, run_regkit
+    from tests.conftest import RECIPES, regkit_main
 
 
 def test_offline_ptb_is_the_mikolov_split() -> None:
@@ -147,8 +147,8 @@ MEDIUM = ["lstm_ptb_variational_medium.yaml", "lstm_ptb_standard_medium.yaml"]
     "recipe", SMALL + [pytest.param(r, marks=pytest.mark.slow) for r in MEDIUM]
 )
 def test_recipe_fast_dev_run(recipe: str) -> None:
-    result = run_regkit("fit", "--config", str(RECIPES / recipe), "--trainer.fast_dev_run", "true",
-                        "--trainer.logger", "false", timeout=300)
+    result = regkit_main("fit", "--config", str(RECIPES / recipe), "--trainer.fast_dev_run", "true",
+                         "--trainer.logger", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/ppl" in result.stdout  # test_after_fit ran
 

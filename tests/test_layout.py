@@ -1,6 +1,6 @@
 """The package layout is the architecture: every module belongs to one layer, imports point down
 (or sideways inside a layer) and never form a circle. A new upward arrow or circle fails here,
-naming the files."""
+naming the files. The layers MC dropout and attention use register components but look nothing up."""
 from __future__ import annotations
 
 import ast
@@ -145,3 +145,17 @@ def test_the_checks_find_an_upward_arrow_and_a_circle():
     assert upward_arrows(made_up) == ["regkit.components.norm (regkit.components) imports regkit.cli.lightning (regkit.cli)"]
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert "regkit.registry.core" in imports(MODULES["regkit.registry.plugins"])  # from-imports resolve to modules
+
+
+def test_layers_do_not_query_the_registry_at_run_time():
+    # Registration at definition (`from regkit.registry import register`) and spec types as slot
+    # annotations are fine; no lookup (get, build, entries) is imported by the layers MC dropout and
+    # attention use.
+    for rel in ("components/regularizers/base.py", "components/mc_dropout.py", "components/attention.py"):
+        for node in ast.walk(ast.parse((PACKAGE / rel).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "regkit.registry":
+                assert all(a.name == "register" or a.name.endswith("Spec") for a in node.names), rel
+            elif isinstance(node, ast.ImportFrom) and node.module == "regkit":
+                assert "registry" not in [a.name for a in node.names], rel
+            elif isinstance(node, ast.Import):
+                assert "regkit.registry" not in [a.name for a in node.names], rel

@@ -19,7 +19,7 @@ from regkit.components.regularizers.dropout import AlphaDropout, Dropout, Gaussi
 from regkit.components.regularizers.recurrent import WeightDrop
 from regkit.components.regularizers.spatial import DropBlock, SpatialDropout
 
-from conftest import RECIPES, run_regkit
+from conftest import RECIPES, regkit_main
 
 # name -> (constructor arguments besides p, input shape). Components not listed (the recurrent ones,
 # plugins) get the contract tests with no extra arguments, on the first of GENERIC_SHAPES they accept.
@@ -402,14 +402,30 @@ def test_compile_inductor_mask_statistics():
     _check_compiled_statistics("inductor")
 
 
-# ---- the S1 recipe switches regularizer with one line ----
+# ---- the S1 recipes through regkit fit; a regularizer switched with one line ----
+
+@pytest.mark.parametrize("recipe", ["mlp_dropout.yaml", "mlp_batchnorm_dropout.yaml"])
+def test_recipe_fast_dev_run_through_cli(recipe):
+    result = regkit_main(
+        "fit", "--config", str(RECIPES / recipe), "--trainer.fast_dev_run", "2", "--data.init_args.limit_train", "512",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trainer.fit" in result.stderr + result.stdout  # "`Trainer.fit` stopped" is printed at the end
+
 
 def _fit_with_dropout(name: str) -> None:
-    result = run_regkit(
-        "fit", "--config", str(RECIPES / "mlp_dropout.yaml"),
-        "--trainer.fast_dev_run", "1", "--trainer.logger", "false", "--test_after_fit", "false",
-        "--model.init_args.network.dropout", name,
-    )
+    """``--model.init_args.network.dropout NAME`` puts that regularizer in the network regkit fit
+    builds (each dropout slot of the MLP but the input's), and the run trains."""
+    from regkit.cli.lightning import RegkitCLI
+
+    args = ["--config", str(RECIPES / "mlp_dropout.yaml"), "--trainer.fast_dev_run", "1",
+            "--trainer.logger", "false", "--test_after_fit", "false", "--model.init_args.network.dropout", name]
+    cli = RegkitCLI(args=args, run=False)  # the objects `regkit fit ARGS` builds, before it fits
+    kinds = [type(m) for m in cli.model.network.layers]
+    hidden = cli.config["model"]["init_args"]["network"].kwargs["hidden"]
+    assert kinds.count(registry.get("regularizer", name).obj) == len(hidden), kinds  # one per hidden layer
+    assert kinds.count(Dropout) == 1  # the input's dropout is another slot
+    result = regkit_main("fit", *args)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import RECIPES, run_regkit
+from conftest import RECIPES, regkit_main, run_regkit
 
 KILLER = """
 import os
@@ -132,7 +132,7 @@ def test_recipe_yaml_cannot_run_code(tmp_path: Path) -> None:
     evil = recipe.replace("seed_everything: 0", "seed_everything: !!python/object/apply:os.system ['touch pwned']")
     assert evil != recipe
     (tmp_path / "evil.yaml").write_text(evil)
-    proc = run_regkit("fit", "--config", str(tmp_path / "evil.yaml"), "--trainer.fast_dev_run", "true")
+    proc = regkit_main("fit", "--config", str(tmp_path / "evil.yaml"), "--trainer.fast_dev_run", "true")
     assert proc.returncode != 0
     assert not (tmp_path / "pwned").exists()
 
@@ -145,8 +145,8 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path) -> None:
             return (os.system, ("touch pwned",))
 
     torch.save({"state_dict": {}, "evil": Evil()}, tmp_path / "evil.ckpt")
-    proc = run_regkit("fit", "--config", str(RECIPES / "mlp_dropout.yaml"), "--trainer.fast_dev_run", "true",
-                      "--ckpt_path", str(tmp_path / "evil.ckpt"))
+    proc = regkit_main("fit", "--config", str(RECIPES / "mlp_dropout.yaml"), "--trainer.fast_dev_run", "true",
+                       "--ckpt_path", str(tmp_path / "evil.ckpt"))
     assert proc.returncode != 0
     assert "weights_only" in proc.stderr or "Unsupported global" in proc.stderr
     assert not (tmp_path / "pwned").exists()

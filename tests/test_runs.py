@@ -1,5 +1,6 @@
 """A run is a folder (regkit/cli/run_folder.py): concurrent fits never share a file, --ckpt_path last|auto,
-what predict writes, metrics.csv + curves.png, options given next to a checkpoint apply."""
+what predict writes, metrics.csv + curves.png, options given next to a checkpoint apply, a checkpoint's
+task rebuilt by `regkit test`."""
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from conftest import RECIPES, run_regkit
+from conftest import RECIPES, regkit_main
 
 QUICK = ["--model.init_args.network.hidden", "[32]", "--data.init_args.limit_train", "512",
          "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
@@ -58,7 +59,7 @@ def test_two_concurrent_fits_of_one_recipe_write_two_disjoint_run_folders(tmp_pa
 
 
 def test_ckpt_path_last_with_nothing_to_resume_fails_before_training(tmp_path: Path) -> None:
-    proc = run_regkit("fit", *MLP, *QUICK, "--ckpt_path", "last")
+    proc = regkit_main("fit", *MLP, *QUICK, "--ckpt_path", "last")
     assert proc.returncode != 0
     assert "--ckpt_path last: nothing to resume" in proc.stderr and "--ckpt_path auto" in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing started
@@ -68,11 +69,11 @@ def test_gan_auto_starts_then_last_resumes_at_the_right_step_in_the_same_wandb_r
     gan = ["fit", "--config", str(RECIPES / "gan.yaml"), "--data.init_args.limit_train", "256",
            "--trainer.limit_val_batches", "1", "--model.init_args.metrics", "false",
            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    first = run_regkit(*gan, "--ckpt_path", "auto", "--trainer.max_steps", "4")  # nothing yet: starts
+    first = regkit_main(*gan, "--ckpt_path", "auto", "--trainer.max_steps", "4")  # nothing yet: starts
     assert first.returncode == 0, first.stderr[-3000:]
     (last,) = tmp_path.glob("runs/gan/*/checkpoints/last.ckpt")
     assert torch.load(last, weights_only=True)["global_step"] == 4
-    second = run_regkit(*gan, "--ckpt_path", "last", "--trainer.max_steps", "8")
+    second = regkit_main(*gan, "--ckpt_path", "last", "--trainer.max_steps", "8")
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"Restoring states from the checkpoint path at {last.relative_to(tmp_path)}" in second.stdout + second.stderr
     ckpt = torch.load(last, weights_only=True)
@@ -85,14 +86,14 @@ def test_gan_auto_starts_then_last_resumes_at_the_right_step_in_the_same_wandb_r
 
 
 def test_predict_writes_mc_predictions_and_options_next_to_a_checkpoint_apply(tmp_path: Path) -> None:
-    fit = run_regkit("fit", *MLP, *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false")
+    fit = regkit_main("fit", *MLP, *QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false")
     assert fit.returncode == 0, fit.stderr[-3000:]
     (ckpt,) = tmp_path.glob("runs/mlp_dropout/*/checkpoints/last.ckpt")
     run_folder = ckpt.parent.parent
     config_before = (run_folder / "config.yaml").read_text()
 
-    pred = run_regkit("predict", *MLP, "--ckpt_path", str(ckpt), "--model.init_args.mc_samples", "4",
-                      "--trainer.limit_predict_batches", "2", "--trainer.enable_progress_bar", "false")
+    pred = regkit_main("predict", *MLP, "--ckpt_path", str(ckpt), "--model.init_args.mc_samples", "4",
+                       "--trainer.limit_predict_batches", "2", "--trainer.enable_progress_bar", "false")
     assert pred.returncode == 0, pred.stderr[-3000:]
     (path,) = run_folder.glob("predict-*/predictions.pt")  # inside the checkpoint's run, its own folder
     assert f"predictions: {path}" in pred.stdout
@@ -101,12 +102,32 @@ def test_predict_writes_mc_predictions_and_options_next_to_a_checkpoint_apply(tm
     assert torch.allclose(out["probs"].sum(-1), torch.ones(256), atol=1e-4)
     assert (out["mutual_information"] >= -1e-6).all() and (out["mutual_information"] <= out["entropy"] + 1e-6).all()
 
-    test = run_regkit("test", *MLP, "--ckpt_path", str(ckpt), "--model.init_args.mc_samples", "2",
-                      "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false")
+    test = regkit_main("test", *MLP, "--ckpt_path", str(ckpt), "--model.init_args.mc_samples", "2",
+                       "--trainer.limit_test_batches", "1", "--trainer.enable_progress_bar", "false")
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/mc_acc" in test.stdout  # the option given next to the checkpoint applied
     assert (run_folder / "config.yaml").read_text() == config_before  # the run's config is untouched
     assert len(list(run_folder.glob("test-*/config.yaml"))) == 1
+
+
+def test_regkit_test_rebuilds_the_task_from_the_checkpoint(tmp_path):
+    """`regkit test --config R --ckpt_path C`: the checkpoint's hyperparameters (with `_class_path`)
+    replace the recipe's task, so a recipe with another network width still loads the weights."""
+    recipe = str(RECIPES / "mlp_dropout.yaml")
+    quick = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]  # run from tmp_path (conftest)
+    fit = regkit_main("fit", "--config", recipe, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                      "--trainer.limit_val_batches", "1", "--data.init_args.limit_train", "256",
+                      "--test_after_fit", "false", "--model.init_args.network.hidden", "[32]", *quick)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    # a recipe with another width (options given on the command line would apply over the checkpoint)
+    narrow = tmp_path / "narrow.yaml"
+    narrow.write_text(Path(recipe).read_text().replace("hidden: [1024, 1024]", "hidden: [8]"))
+    assert narrow.read_text() != Path(recipe).read_text()
+    test = regkit_main("test", "--config", str(narrow), "--ckpt_path", str(ckpt),
+                       "--trainer.limit_test_batches", "1", *quick)
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/acc" in test.stdout
 
 
 def test_curves_show_every_loss_the_task_logs_the_gans_d_and_g_losses_too() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import regkit
-from conftest import RECIPES, ROOT, run_regkit
+from conftest import RECIPES, ROOT, regkit_main
 from regkit.loggers import resolve_offline
 
 SECRET = "0123456789abcdef0123456789abcdef01234567"  # looks like a W&B API key (40 hex digits)
@@ -73,7 +73,7 @@ def test_offline_run_holds_metrics_recipe_versions_and_git_revision(tmp_path: Pa
     git(tmp_path, "add", "notes.txt")
     git(tmp_path, "commit", "-q", "-m", "start")
     (tmp_path / "notes.txt").write_text("experiment, edited\n")  # an uncommitted change
-    proc = run_regkit(
+    proc = regkit_main(
         "fit", "--config", str(RECIPES / "mlp_dropout.yaml"),
         "--data.init_args.limit_train", "512", "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "2",
         "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false", "--test_after_fit", "false",

@@ -1,13 +1,36 @@
 """The recipe key of an error raised while LightningCLI instantiates the recipe's classes: the key that
 holds the arguments of the deepest recipe-named class whose constructor is in the traceback
-(``model.init_args.network.hidden`` when the constructor itself named the argument)."""
+(``model.init_args.network.hidden`` when the constructor itself named the argument).
+
+Only bad input is reported this way (two lines naming the key, exit 2); a bug shows its traceback
+and exits 1. What is bad input (:func:`regkit.errors.is_bad_input`, the one rule for the whole
+command: parsing, component specs, constructors):
+
+* a :class:`~regkit.errors.RegkitError` anywhere in the error's chain of causes (``raise ... from``):
+  regkit's own checks (``check()``, ``BadInput``, an unknown component or argument);
+* an error first raised as a ``ValueError`` or ``OSError``, wherever it was raised: regkit's
+  constructors refuse a value with ``ValueError`` as torch's do (``p must be a probability``), and a
+  data module names a missing file with ``FileNotFoundError``;
+* an error first raised as a ``TypeError``, ``OverflowError``, jsonargparse's ``ArgumentError`` or
+  Lightning's ``MisconfigurationException`` (``accelerator: gpu`` on a machine without one) outside
+  regkit's own code, i.e. a library refusing the value it was given;
+* while parsing (before anything is built), any error jsonargparse reports that was first raised
+  outside regkit's own code: it refuses an unknown option with a ``KeyError``, a ``class_path``
+  that does not import with an ``ImportError`` or ``AttributeError``.
+
+Everything else is a bug, whoever raised it: ``AttributeError``, ``KeyError``, ``IndexError``,
+``AssertionError``, ``RuntimeError``, ``NotImplementedError``, a ``TypeError`` raised in regkit's
+own code (a wrong call). ``REGKIT_DEBUG=1`` shows the traceback of bad input too.
+"""
 from __future__ import annotations
 
 import contextlib
 from typing import Any, Iterator, Mapping
 
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
 from regkit.cli.recipe_checks import class_nodes
-from regkit.errors import BadInput, RegkitError, describe
+from regkit.errors import BadInput, RegkitError, describe, first_raised, is_bad_input
 
 
 def _class_keys(config: Any) -> dict[type, list[str]]:
@@ -84,9 +107,9 @@ def _chain(err: BaseException) -> list[BaseException]:
 
 @contextlib.contextmanager
 def reported_against_keys(config: Any) -> Iterator[None]:
-    """Turn any error a constructor raises inside the block into a :class:`BadInput` whose key is
-    the recipe key holding that class's arguments (``model.init_args.network.hidden`` when the
-    constructor itself named the argument)."""
+    """Turn bad input a constructor raises inside the block (see above) into a :class:`BadInput`
+    whose key is the recipe key holding that class's arguments (``model.init_args.network.hidden``
+    when the constructor itself named the argument); a bug propagates as it was first raised."""
     try:
         yield
     except RegkitError as err:
@@ -95,6 +118,8 @@ def reported_against_keys(config: Any) -> Iterator[None]:
         key = key_of_error(err, config)
         raise err.under(key) from err
     except Exception as err:
+        if not is_bad_input(err, also=(MisconfigurationException,)):
+            raise first_raised(err) from None  # its own traceback, not jsonargparse's wrapping of it
         key = key_of_error(err, config)
         chain = _chain(err)
         inner = [e for e in chain if isinstance(e, RegkitError)]

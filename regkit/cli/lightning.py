@@ -32,15 +32,14 @@ from regkit.cli.checkpoints import (
     recipe_class_paths,
     saved_checkpoint_dirs,
 )
-from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE
+from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE, subcommand_of
 from regkit.cli.error_keys import reported_against_keys
 from regkit.cli.overrides import merge_component_overrides
-from regkit.cli.parser import ShortErrorParser
+from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
 from regkit.cli.run_summary import final_metrics, summarize_run
-from regkit.errors import RegkitError, in_short
-from regkit.registry.spec import invalid_specs
+from regkit.errors import RegkitError
 from regkit.rules import Report
 
 DESCRIPTION = """\
@@ -152,9 +151,7 @@ class RegkitCLI(LightningCLI):
             self.take_ckpt_request()
             return
         args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
-        printing = [a for a in args if a.split("=")[0] == "--print_config"]
-        if printing:  # --print_config prints and exits inside the parse: check the components first
-            report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
+        # --print_config prints and exits inside this parse (ShortErrorParser.dump checks the components)
         self.config = parser.parse_args(args)
         report_invalid_components(parser, self.config)
         check_parsed_recipe(self.config)
@@ -172,8 +169,10 @@ class RegkitCLI(LightningCLI):
     def setup_parser(self, *args: Any, **kwargs: Any) -> None:
         super().setup_parser(*args, **kwargs)
         # After the subcommands exist (their usage lines start with the main parser's prog): the
-        # main usage line also names `list` and `--plugins`, which regkit/cli.py handles itself.
+        # main usage line also names `list` and `--plugins`, which regkit/cli/main.py handles itself.
         self.parser.usage = USAGE
+        if isinstance(self.parser, ShortErrorParser):  # a parse error names the subcommand
+            self.parser.subcommand = subcommand_of(self.argv)
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.set_defaults({"trainer.logger": {"class_path": "regkit.loggers.WandbLogger"}})
@@ -304,14 +303,6 @@ class RegkitCLI(LightningCLI):
 
     def after_test(self) -> None:
         summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
-
-
-def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
-    """Stop with the first recipe component that did not resolve, named by its full key."""
-    root = config[config["subcommand"]] if config.get("subcommand") else config
-    for key, invalid in invalid_specs(root):
-        error = invalid.error.under(key)
-        parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 
 def check_parsed_recipe(config: Any) -> None:

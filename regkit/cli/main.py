@@ -109,10 +109,9 @@ def _main(argv: list[str]) -> int:
         except BrokenPipeError:  # `regkit list | head`: the reader left, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
-    from regkit.cli import parser, warnings_filter
+    from regkit.cli import warnings_filter
     from regkit.cli.recipe_files import check_recipe_files
 
-    parser.current_subcommand = subcommand_of(argv)
     check_recipe_files(argv)
     from regkit.cli.lightning import RegkitCLI
 

@@ -1,19 +1,18 @@
 """regkit's argument parser: Lightning's, with a parse error reported in two lines naming the key
-(:func:`summarize_parse_error` reads jsonargparse's nested message) instead of the usage page."""
+(:func:`summarize_parse_error` reads jsonargparse's nested message) instead of the usage page, and
+a recipe component that did not resolve reported by its full key (:func:`report_invalid_components`)."""
 from __future__ import annotations
 
 import re
 import sys
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 from lightning.pytorch.cli import LightningArgumentParser
 
 from regkit.cli.commands import TRAINER_SUBCOMMANDS
 from regkit.cli.error_report import debug, print_error
-
-
-# The subcommand being parsed, set by regkit.cli.main, so a parse error names it.
-current_subcommand: Optional[str] = None
+from regkit.errors import first_raised, in_short, is_bad_input
+from regkit.registry.spec import invalid_specs
 
 
 _KEY = re.compile(r'Parser key "([^"]+)"')
@@ -68,9 +67,18 @@ def summarize_parse_error(message: str) -> Optional[str]:
 
 class ShortErrorParser(LightningArgumentParser):
     """Lightning's parser; a parse error prints :func:`print_error`'s two lines (the key and what is
-    wrong) instead of the usage page and jsonargparse's nested report, unless ``REGKIT_DEBUG=1``."""
+    wrong) instead of the usage page and jsonargparse's nested report, unless ``REGKIT_DEBUG=1``.
+
+    ``subcommand``: the subcommand of the command line being parsed (set by RegkitCLI), which the
+    report names even when the error comes from the main parser."""
+
+    subcommand: Optional[str] = None
 
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+        # jsonargparse reports whatever it catches while parsing as a parse error; one that is not
+        # bad input (a bug in regkit's own code) shows its traceback instead (regkit/cli/error_keys.py).
+        if ex is not None and not is_bad_input(ex, parsing=True):
+            raise first_raised(ex) from None
         if not self.exit_on_error or debug():
             super().error(message, ex)
         summary = summarize_parse_error(message)
@@ -80,9 +88,15 @@ class ShortErrorParser(LightningArgumentParser):
         unknown = re.findall(r"--([\w.]+)", summary) if "nrecognized arguments" in summary else []
         if unknown:
             summary += self._close_matches(unknown[0])
-        print_error(summary, current_subcommand or _subcommand_in(self.prog))
+        print_error(summary, self.subcommand or _subcommand_in(self.prog))
         sys.exit(2)
 
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        """As jsonargparse's, but a recipe with a component that did not resolve is not written:
+        ``--print_config`` (which dumps inside the parse) reports the component instead."""
+        report_invalid_components(self, cfg)
+        return super().dump(cfg, *args, **kwargs)
 
     def _close_matches(self, key: str) -> str:
         """``; did you mean --trainer.max_epochs?`` for an unknown option, from the parser's keys."""
@@ -94,6 +108,15 @@ class ShortErrorParser(LightningArgumentParser):
             return ""
         close = difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
         return ("; did you mean " + " or ".join(f"--{k}" for k in close) + "?") if close else ""
+
+
+def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
+    """Stop with the first recipe component that did not resolve, named by its full key (a bug in
+    its constructor is raised, with its traceback)."""
+    root = config[config["subcommand"]] if config.get("subcommand") else config
+    for key, invalid in invalid_specs(root):
+        error = invalid.error_under(key)
+        parser.error(f'Parser key "{error.key}":\n  {error.message}\n\n{in_short(error)}')
 
 
 def _subcommand_in(prog: str) -> Optional[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, option_values
 from regkit.compare.grid import parse_seeds, parse_vary, plan_runs
 from regkit.compare.results import choose_metrics, curve_metrics, markdown_table, plot, summarise, write_csv
-from regkit.compare.runner import Stopped, stop_on_sigterm, fit_command, load_result, run_all, same_run
+from regkit.compare.runner import Runner, Stopped, fit_command, load_result, same_run
 from regkit.compare.sweep import sweep_config
 
 USAGE = """\
@@ -89,16 +88,15 @@ def main(argv: list[str], plugins: list[str] = []) -> int:
             result = load_result(run)
             run.result = result if same_run(result, run, passthrough) else {}
     else:
-        previous = signal.signal(signal.SIGTERM, stop_on_sigterm)  # so that the runs stop as well
+        runner = Runner(passthrough, options.jobs, plugins)
         try:
-            run_all(runs, passthrough, options.jobs, plugins)
+            with runner.stopped_by_sigterm():  # so that the runs stop as well
+                runner.run_all(runs)
         except (KeyboardInterrupt, Stopped) as stop:
             finished = sum(load_result(run).get("status") == "ok" for run in runs)
             print(f"\nregkit compare: stopped with {finished} of {len(runs)} runs finished; the same command "
                   "continues (the unfinished runs start again from their beginning)", file=sys.stderr)
             return 143 if isinstance(stop, Stopped) else 130
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     metrics = choose_metrics(runs, options.metric)
     summary = summarise(runs, metrics)
     title = options.title or f"regkit compare {name}: {len(summary)} settings x {len(seeds)} seeds"

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
-from regkit.errors import RegkitError
+from regkit.errors import RegkitError, is_bad_input
 
 # The module name of a local plugin file loaded by regkit/registry/plugins.py: this prefix + its stem.
 LOCAL_PREFIX = "regkit_local_plugin_"
@@ -255,12 +255,15 @@ class Registry:
                 raise RegistryError(f"{entry.kind} {entry.name!r} needs argument {p.name!r}")
 
     def construct(self, entry: Entry, kwargs: dict[str, Any]) -> Any:
-        """Call the component's constructor; its own ValueError/TypeError names the component."""
+        """Call the component's constructor; its refusal of a value (:func:`~regkit.errors.is_bad_input`)
+        names the component, and any other error (a bug) propagates as it is."""
         try:
             return entry.obj(**kwargs)
         except RegkitError:
             raise
-        except (ValueError, TypeError) as err:
+        except Exception as err:
+            if not is_bad_input(err):
+                raise
             raise RegistryError(f"{entry.kind} {entry.name!r}: {err}") from err
 
     def build(self, name: str, **kwargs: Any) -> Any:

@@ -20,18 +20,21 @@ second lookup.
 
 jsonargparse (public ``register_type``) turns recipe values into specs while it parses. A value
 that does not resolve is kept as an :class:`InvalidSpec` holding regkit's own error, so the CLI
-reports it with its full key (``model.init_args.network.dropout: unknown regularizer ...``).
+reports it with its full key (``model.init_args.network.dropout: unknown regularizer ...``); a
+component whose constructor has a bug is kept with that error, which the CLI raises as it is (with
+its traceback) instead of letting jsonargparse report it as a value that does not fit.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
-from typing import TYPE_CHECKING, Any, ClassVar, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar, Union
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentError, ArgumentParser
 from jsonargparse.typing import register_type
 
-from regkit.errors import RegkitError
+from regkit.errors import RegkitError, first_raised, is_bad_input
 from regkit.registry.core import REGISTRIES, Entry, did_you_mean
 
 if TYPE_CHECKING:
@@ -130,7 +133,7 @@ class Spec:
         if isinstance(value, cls):
             return value
         if isinstance(value, InvalidSpec):
-            raise value.error
+            raise value.error_under("")
         if isinstance(value, str):
             value = {"name": value}
         if hasattr(value, "as_dict"):  # a jsonargparse Namespace
@@ -195,11 +198,17 @@ class Spec:
 
 
 class InvalidSpec:
-    """A recipe value that did not resolve, kept with regkit's error until the CLI reports it."""
+    """A recipe value that did not resolve, kept with regkit's error until the CLI reports it (or
+    with the error of a constructor's bug, which :meth:`error_under` raises as it is)."""
 
-    def __init__(self, spec_type: type[Spec], value: Any, error: RegkitError, override: bool = False) -> None:
+    def __init__(self, spec_type: type[Spec], value: Any, error: Exception) -> None:
         self.spec_type, self.value, self.error = spec_type, value, error
-        self.override = override  # an override of one key, given without the component (regkit/cli/overrides.py)
+
+    def error_under(self, key: str) -> RegkitError:
+        """regkit's error with ``key`` in front of its key; a bug's error is raised instead."""
+        if not isinstance(self.error, RegkitError):
+            raise self.error
+        return self.error.under(key)
 
     def __repr__(self) -> str:
         return f"InvalidSpec({self.value!r}: {self.error})"
@@ -255,12 +264,16 @@ def _injected(entry: "Entry", kwargs: dict[str, Any]) -> tuple[str, ...]:
     return tuple(p.name for p in entry.parameters if p.default is p.empty and p.name not in kwargs)
 
 
-def _argument_parser(entry: "Entry", skip: set[Union[str, int]]) -> ArgumentParser:
+@functools.lru_cache(maxsize=None)
+def _argument_parser(component: Callable[..., Any], skip: frozenset[str]) -> ArgumentParser:
+    """The parser of a component's typed arguments (less ``skip``), made once per component: every
+    spec of it in every parse reuses it (building one costs as much as parsing with it)."""
     parser = ArgumentParser(exit_on_error=False)
-    if isinstance(entry.obj, type):
-        parser.add_class_arguments(entry.obj, skip=skip, fail_untyped=False, sub_configs=True)
+    skipped = set[Union[str, int]](skip)
+    if isinstance(component, type):
+        parser.add_class_arguments(component, skip=skipped, fail_untyped=False, sub_configs=True)
     else:
-        parser.add_function_arguments(entry.obj, skip=skip, fail_untyped=False, sub_configs=True)
+        parser.add_function_arguments(component, skip=skipped, fail_untyped=False, sub_configs=True)
     return parser
 
 
@@ -280,17 +293,19 @@ def _typed_arguments(entry: "Entry", kwargs: dict[str, Any]) -> dict[str, Any]:
             checked[key] = value  # an object to build (a Hugging Face config): checked when it is built
             continue
         # the other required arguments are left out of this key's parser (given ones are checked in turn)
-        parser = _argument_parser(entry, set[Union[str, int]](required - {key}))
+        parser = _argument_parser(entry.obj, frozenset(required - {key}))
         try:
             parsed = parser.parse_object({key: value}, defaults=False)
-        except Exception as err:  # jsonargparse's own type check
+        except ArgumentError as err:  # jsonargparse's own type check
+            if not is_bad_input(err, parsing=True):
+                raise first_raised(err) from None  # a bug, not the value
             raise RegkitError(f"{entry.kind} {entry.name!r}: {_one_line(err)}", key) from None
         value = parsed.get(key)
         if hasattr(value, "as_dict"):
             value = value.as_dict()
         for inner_key, inner in _nested_values(key, value):
             if isinstance(inner, InvalidSpec):
-                raise inner.error.under(inner_key)
+                raise inner.error_under(inner_key)
         checked[key] = value
     return checked
 
@@ -326,15 +341,15 @@ def register_spec_type(cls: type[Spec]) -> None:
     def deserialize(value: Any) -> Any:
         if _is_nested_override(value):
             error = RegkitError(
-                f"cannot set {value.key!r} of a {kind} without its previous value; "
-                "regkit's command line merges such overrides (regkit fit ...)"
+                f"cannot set {value.key!r} of a {kind} that is not there (the slot is empty); give the "
+                f"whole {kind}, its name and arguments (e.g. {{name: ..., {value.key}: ...}})"
             )
-            return InvalidSpec(cls, {value.key: value.val}, error, override=True)
+            return InvalidSpec(cls, {value.key: value.val}, error)
         if not isinstance(value, (str, dict)) and not hasattr(value, "as_dict"):
             raise ValueError(f"a {kind} is given as its registry name or a mapping with 'name', not {value!r}")
         try:
             return cls.parse(value)
-        except RegkitError as err:  # reported by the CLI with its full key
+        except Exception as err:  # reported by the CLI with its full key, a bug raised as it is
             return InvalidSpec(cls, to_config(value), err)
 
     register_type(

@@ -1,18 +1,17 @@
-"""Registry contract, spec parsing, CLI errors and listing, the S1/S3 recipes through the real CLI."""
+"""regkit's Python API: the registry contract (register, build, available; unknown names and arguments
+fail naming them), one registry and spec type per kind, component specs and their errors, slots, and a
+Classifier trained with a plain Trainer."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import sys
 
 import pytest
 import torch
-import yaml
 
 import regkit
 from regkit import registry
 from regkit.registry import NetworkSpec, RegularizerSpec
-
-from conftest import RECIPES, run_regkit
+from regkit.registry.spec import spec_type
 
 
 @pytest.fixture
@@ -55,6 +54,29 @@ def test_duplicate_registration_raises_unless_override(scratch_kind):
         regkit.register("penalty", "test_only_dup")(second)
     regkit.register("penalty", "test_only_dup", override=True)(second)
     assert regkit.build("penalty", "test_only_dup") == ("second", 0.1)
+
+
+def test_override_replaces_a_builtin_even_before_the_builtins_are_loaded(tmp_path, monkeypatch):
+    """A plugin registers over a built-in name with override=True before anything loaded the built-ins
+    (the usual order in a fresh process): the built-ins loading later must neither clash with the
+    plugin's component nor replace it."""
+    (tmp_path / "test_only_builtins.py").write_text(
+        "from regkit.registry import register\n\n\n@register('test_only_override_kind')\nclass Thing:\n"
+        "    \"\"\"The built-in.\"\"\"\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.Registry("test_only_override_kind", builtins=("test_only_builtins",))
+    try:
+        @regkit.register("test_only_override_kind", "thing", override=True)
+        class PluginThing:
+            """The plugin's."""
+
+        assert type(regkit.build("test_only_override_kind", "thing")) is PluginThing
+        assert regkit.available("test_only_override_kind") == ["thing"]
+        assert registry.get("test_only_override_kind", "thing").obj is PluginThing
+    finally:
+        del registry.REGISTRIES["test_only_override_kind"]
+        monkeypatch.delitem(sys.modules, "test_only_builtins", raising=False)
 
 
 def test_unknown_name_lists_close_matches():
@@ -129,102 +151,34 @@ def test_spec_errors_carry_the_key_inside_the_component():
     assert "did you mean 'dropout'" in info.value.message
 
 
-def _write_recipe(tmp_path: Path, base: str, **network_overrides) -> Path:
-    recipe = yaml.safe_load((RECIPES / base).read_text())
-    recipe["model"]["init_args"]["network"].update(network_overrides)
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+def test_each_kind_is_one_registry_with_its_own_spec_type():
+    assert regkit.KINDS == tuple(registry.REGISTRIES)
+    for kind, reg in registry.REGISTRIES.items():
+        assert reg.kind == kind and reg.Spec.kind == kind and reg.Spec.registry is reg
+    assert regkit.RegularizerSpec is registry.regularizer.Spec
+    spec = regkit.RegularizerSpec.parse({"name": "dropout", "p": 0.3})
+    assert spec.entry is registry.get("regularizer", "dropout")  # resolved once, kept
+    assert spec.to_config() == {"name": "dropout", "p": 0.3}
 
 
-def test_cli_misspelt_component_fails_before_training_naming_key(tmp_path):
-    recipe = _write_recipe(tmp_path, "mlp_dropout.yaml", dropout={"name": "dropuot", "p": 0.5})
-    result = run_regkit("fit", "--config", str(recipe), timeout=120)
-    assert result.returncode != 0
-    assert "model.init_args.network.dropout: unknown regularizer 'dropuot'; did you mean 'dropout'" in result.stderr
-    assert "Epoch" not in result.stdout + result.stderr
+def test_a_new_kind_is_a_registry_and_its_spec_type():
+    kind = registry.Registry("test_only_kind")
+    spec_type(kind)
+    try:
+        @regkit.register("test_only_kind")
+        class TestOnlyThing:
+            """A thing (test only)."""
 
+            def __init__(self, size: int = 1) -> None:
+                self.size = size
 
-def test_cli_bad_argument_fails_naming_key(tmp_path):
-    recipe = _write_recipe(tmp_path, "mlp_dropout.yaml", dropout={"name": "dropout", "rate": 0.5})
-    result = run_regkit("fit", "--config", str(recipe), timeout=120)
-    assert result.returncode != 0
-    assert "model.init_args.network.dropout: regularizer 'dropout' has no argument 'rate'" in result.stderr
-
-
-def test_cli_single_argument_override_merges_into_component():
-    result = run_regkit(
-        "fit", "--config", str(RECIPES / "mlp_dropout.yaml"), "--model.init_args.network.dropout.p", "0.3",
-        "--print_config", timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    network = yaml.safe_load(result.stdout)["model"]["init_args"]["network"]
-    assert network["dropout"] == {"name": "dropout", "p": 0.3}
-    assert network["input_dropout"] == {"name": "dropout", "p": 0.2}
-
-
-@pytest.mark.parametrize(
-    "recipe, override, expected",
-    [
-        ("mlp_dropout.yaml", ["--model.init_args.network.dropout", "null"], {"dropout": None}),
-        ("mlp_dropout.yaml", ["--model.init_args.network.dropout", "gaussian_dropout"], {"dropout": {"name": "gaussian_dropout"}}),
-        ("mlp_batchnorm_dropout.yaml", ["--model.init_args.network.norm", "null"], {"norm": None}),
-    ],
-)
-def test_cli_switches_a_slot_off_or_replaces_its_component(recipe, override, expected):
-    result = run_regkit("fit", "--config", str(RECIPES / recipe), *override, "--print_config", timeout=120)
-    assert result.returncode == 0, result.stderr
-    network = yaml.safe_load(result.stdout)["model"]["init_args"]["network"]
-    assert {k: network[k] for k in expected} == expected
-    assert network["hidden"]  # the rest of the component is kept
-
-
-def test_print_config_is_itself_a_valid_recipe(tmp_path):
-    printed = run_regkit("fit", "--config", str(RECIPES / "mlp_batchnorm_dropout.yaml"), "--print_config", timeout=120)
-    assert printed.returncode == 0, printed.stderr
-    path = tmp_path / "printed.yaml"
-    path.write_text(printed.stdout)
-    again = run_regkit("fit", "--config", str(path), "--print_config", timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert yaml.safe_load(again.stdout) == yaml.safe_load(printed.stdout)
-
-
-def test_list_json_shows_components_with_arguments_and_docs():
-    result = run_regkit("list", "--json", timeout=120)
-    assert result.returncode == 0, result.stderr
-    rows = {(c["kind"], c["name"]): c for c in json.loads(result.stdout)["components"]}
-    dropout = rows[("regularizer", "dropout")]
-    assert [a["name"] for a in dropout["arguments"]][:1] == ["p"]
-    assert "Srivastava" in dropout["doc"]
-    assert dropout["origin"] == "regkit"
-    assert ("constraint", "max_norm") in rows and ("network", "mlp") in rows
-    # defaults are JSON values a script can use as they are; the type is text
-    args = {(kind, name, a["name"]): a for (kind, name), c in rows.items() for a in c["arguments"]}
-    assert args[("regularizer", "dropout", "p")] == {"name": "p", "type": "float", "required": False, "default": 0.5}
-    assert args[("regularizer", "dropout", "inplace")]["default"] is False
-    assert args[("network", "mlp", "hidden")]["default"] == [1024, 1024]
-    assert args[("generator", "dcgan_generator", "norm")]["default"] == {"name": "batch_norm"}
-    assert args[("attention", "squeeze_excitation", "num_features")] == {
-        "name": "num_features", "type": "int", "required": True}
-    assert all(isinstance(a["type"], str) for a in args.values())
-
-
-def test_list_filters_by_kind_and_pattern():
-    result = run_regkit("list", "network", "*cnn*", timeout=120)
-    assert result.returncode == 0
-    assert "small_cnn" in result.stdout and " mlp " not in result.stdout
-    bad = run_regkit("list", "networks", timeout=120)
-    assert bad.returncode != 0 and "did you mean 'network'" in bad.stderr
-
-
-@pytest.mark.parametrize("recipe", ["mlp_dropout.yaml", "mlp_batchnorm_dropout.yaml"])
-def test_recipe_fast_dev_run_through_cli(recipe):
-    result = run_regkit(
-        "fit", "--config", str(RECIPES / recipe), "--trainer.fast_dev_run", "2", "--data.init_args.limit_train", "512",
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Trainer.fit" in result.stderr + result.stdout  # "`Trainer.fit` stopped" is printed at the end
+        assert "test_only_kind" in registry.REGISTRIES
+        assert regkit.build("test_only_kind", "test_only_thing", size=3).size == 3
+        assert kind.Spec.parse({"name": "test_only_thing", "size": 2}).build().size == 2
+        with pytest.raises(regkit.RegkitError, match="has no argument 'sise'; did you mean 'size'"):
+            kind.Spec.parse({"name": "test_only_thing", "sise": 2})
+    finally:
+        del registry.REGISTRIES["test_only_kind"]
 
 
 def test_short_training_run_lowers_loss_and_applies_max_norm():
