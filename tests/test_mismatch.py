@@ -68,6 +68,14 @@ CASES = [
          expect=(f"{DATA}.batch_size", "4 processes")),
     Case("mnist-ddp-more-processes", MLP, {**SMALL, f"{DATA}.limit_train": 3, f"{DATA}.batch_size": 1}, args=DDP,
          expect=(f"{DATA}.limit_train", "4 processes")),
+    # --- a learning rate the weights' dtype cannot hold: SGD fails at the first step, Adam makes inf
+    Case("lr-overflows-sgd", MLP, {**SMALL, "model.init_args.optimizer.init_args.lr": 1e308},
+         expect=("model.init_args.optimizer.init_args.lr", "1e+308", "float32")),
+    Case("lr-overflows-adamw", ATT, {"model.init_args.optimizer.init_args.lr": 1e39},
+         expect=("model.init_args.optimizer.init_args.lr", "1e+39", "float32")),
+    Case("lr-overflows-float16", MLP, {**SMALL, "model.init_args.optimizer.init_args.lr": 1e5,
+                                       "trainer.precision": "16-true"},
+         expect=("model.init_args.optimizer.init_args.lr", "float16", "16-true")),
     Case("batch-norm-batch-of-one", BN, {f"{NET}.hidden": [32, 32], f"{DATA}.batch_size": 1},
          expect=(NET, "batch of one", "batch_size: 1", "more than 1 value")),
 ]
