@@ -94,7 +94,7 @@ def _check_learning_rates(config: Any, precision: Any) -> None:
     largest = torch.finfo(getattr(torch, dtype)).max
     for key, cls, init_args in class_nodes(config):
         lr = init_args.get("lr")
-        if issubclass(cls, torch.optim.Optimizer) and isinstance(lr, numbers.Real) and abs(lr) > largest:
+        if issubclass(cls, torch.optim.Optimizer) and isinstance(lr, (int, float)) and abs(lr) > largest:
             where = f" (trainer.precision: {precision})" if dtype != "float32" else ""
             raise BadInput(f"is {lr!r}, larger than the {dtype} weights can hold{where} ({largest:.4g}): the first "
                            "optimizer step would overflow (weights of inf)", f"{key}.init_args.lr")
