@@ -167,3 +167,38 @@ def test_batch_norm_trains_when_the_data_leaves_a_batch_of_one(scratch: tuple[Pa
     csv = next(work.rglob("metrics.csv")).read_text().splitlines()
     steps = {line.split(",")[csv[0].split(",").index("step")] for line in csv[1:]}
     assert "Traceback" not in output and max(int(s) for s in steps if s) <= 2, (csv, output[-2000:])
+
+
+# ---------------------------------------------------------------- memory
+@pytest.mark.parametrize("optimizer, states", [
+    (lambda w: torch.optim.SGD(w, lr=0.1), 0), (lambda w: torch.optim.SGD(w, lr=0.1, momentum=0.9), 1),
+    (lambda w: torch.optim.Adam(w), 2), (lambda w: torch.optim.AdamW(w, amsgrad=True), 3)])
+def test_optimizer_states_per_weight_are_counted(optimizer, states: int) -> None:
+    from regkit.cli.memory import states_per_weight
+
+    assert states_per_weight(optimizer([torch.nn.Parameter(torch.zeros(3))])) == states
+
+
+def test_a_network_too_large_for_the_memory_limit_stops_before_the_run(tmp_path: Path) -> None:
+    """An MLP of 0.7 GiB of weights under an address-space limit 1.25 GiB above what torch and
+    Lightning take: training needs 2.2 GiB (weights, gradients, SGD momentum). Today's main builds
+    it, starts the run folder and dies of a MemoryError; now exit 2 with the estimate, nothing written."""
+    import resource
+    import subprocess
+
+    status = Path("/proc/self/status").read_text().splitlines()
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    limit = size + int(1.25 * 2**30)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    command = [sys.executable, "-m", "regkit.cli", "fit", "--config", str(RECIPES / MLP),
+               "--model.init_args.network.hidden", "[250000]", "--trainer.max_steps", "1"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    result = subprocess.run(command, cwd=tmp_path, env=env, preexec_fn=limited, capture_output=True, text=True,
+                            timeout=300)
+    last = _last_line(result.stderr)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "model" in last and "GiB" in last and "ulimit -v" in last, last
+    assert "Traceback" not in result.stderr and os.listdir(tmp_path) == [], result.stderr[-3000:]

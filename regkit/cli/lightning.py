@@ -34,6 +34,7 @@ from regkit.cli.checkpoints import (
 )
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE
 from regkit.cli.error_keys import reported_against_keys
+from regkit.cli.memory import check_training_memory
 from regkit.cli.overrides import merge_component_overrides
 from regkit.cli.parser import ShortErrorParser
 from regkit.cli.recipe_checks import check_config
@@ -309,10 +310,9 @@ class RegkitCLI(LightningCLI):
 
 def check_parts_agree(model: Any, datamodule: Any, trainer: Optional[L.Trainer], subcommand: Optional[str]) -> None:
     """Parts that are each valid but disagree stop before the run (docs/cli.md, "Checked before a
-    run"): the data module against the processes and batch size (its ``check_sizes``), then the task
-    against the data module (its ``check_data``: shapes, classes, vocabulary, a dry forward)."""
-    if datamodule is None:
-        return
+    run"): the data module against the processes and batch size (its ``check_sizes``), the task
+    against the data module (its ``check_data``: shapes, classes, vocabulary, a dry forward), and
+    the memory training needs at least against the memory free (regkit/cli/memory.py)."""
     world_size = trainer.num_devices * trainer.num_nodes if trainer is not None else 1
     training = subcommand in (None, "fit")
     if training and callable(getattr(datamodule, "check_sizes", None)):
@@ -320,8 +320,10 @@ def check_parts_agree(model: Any, datamodule: Any, trainer: Optional[L.Trainer],
             datamodule.check_sizes(world_size)
         except RegkitError as err:
             raise err.under("data.init_args") from err
-    if callable(getattr(model, "check_data", None)):
+    if datamodule is not None and callable(getattr(model, "check_data", None)):
         model.check_data(datamodule, world_size=world_size, training=training)
+    if training and trainer is not None and isinstance(model, L.LightningModule):
+        check_training_memory(model, trainer.strategy.root_device, processes=trainer.num_devices)
 
 
 def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
