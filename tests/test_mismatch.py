@@ -161,7 +161,7 @@ def test_batch_norm_trains_when_the_data_leaves_a_batch_of_one(scratch: tuple[Pa
     argv = ["fit", "--config", str(RECIPES / BN), "--model.init_args.network.hidden", "[16, 16]",
             "--data.init_args.limit_train", "129", "--data.init_args.val_size", "1000", "--trainer.max_epochs", "2",
             "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1", "--test_after_fit", "true",
-            "--trainer.enable_progress_bar", "false"]
+            "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1"]
     code, output = _run_in_process(argv)
     assert code == 0, output[-3000:]
     csv = next(work.rglob("metrics.csv")).read_text().splitlines()
