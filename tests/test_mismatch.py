@@ -202,3 +202,19 @@ def test_a_network_too_large_for_the_memory_limit_stops_before_the_run(tmp_path:
     assert result.returncode == 2, result.stderr[-3000:]
     assert "model" in last and "GiB" in last and "ulimit -v" in last, last
     assert "Traceback" not in result.stderr and os.listdir(tmp_path) == [], result.stderr[-3000:]
+
+
+def test_a_plain_trainer_gets_the_same_check_at_setup(tmp_path: Path) -> None:
+    """Without regkit's CLI: ``Trainer.fit`` stops in the task's ``setup`` hook, before a step."""
+    import lightning as L
+
+    from regkit.data.mnist import MNISTDataModule
+    from regkit.errors import BadInput
+    from regkit.tasks import Classifier
+
+    model = Classifier({"name": "small_cnn", "image_size": 32, "channels": [4]})
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(BadInput, match="image_size.*28x28") as raised:
+        trainer.fit(model, MNISTDataModule(batch_size=8, val_size=100, limit_train=64))
+    assert raised.value.key == "model.init_args.network.image_size" and trainer.global_step == 0
