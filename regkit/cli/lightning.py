@@ -34,6 +34,7 @@ from regkit.cli.checkpoints import (
 )
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE, subcommand_of
 from regkit.cli.error_keys import reported_against_keys
+from regkit.cli.memory import check_training_memory
 from regkit.cli.overrides import merge_component_overrides
 from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
@@ -270,7 +271,8 @@ class RegkitCLI(LightningCLI):
             reports = regularization_reports(self.trainer, self.model)
             print("\n\n".join(report.table() for report in reports) if reports else "no regularization rules")
             raise SystemExit(0)
-        # Only now, with every class built, does the run folder appear.
+        check_parts_agree(self.model, self.datamodule, self.trainer, self.subcommand)
+        # Only now, with every class built and checked against each other, does the run folder appear.
         if self.run_info and not getattr(self.trainer, "fast_dev_run", False):
             Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
         if self.run_info.get("resume"):  # a resumed run continues beside its own checkpoints, as intended
@@ -303,6 +305,24 @@ class RegkitCLI(LightningCLI):
 
     def after_test(self) -> None:
         summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
+
+
+def check_parts_agree(model: Any, datamodule: Any, trainer: Optional[L.Trainer], subcommand: Optional[str]) -> None:
+    """Parts that are each valid but disagree stop before the run (docs/cli.md, "Checked before a
+    run"): the data module against the processes and batch size (its ``check_sizes``), the task
+    against the data module (its ``check_data``: shapes, classes, vocabulary, a dry forward), and
+    the memory training needs at least against the memory free (regkit/cli/memory.py)."""
+    world_size = trainer.num_devices * trainer.num_nodes if trainer is not None else 1
+    training = subcommand in (None, "fit")
+    if training and callable(getattr(datamodule, "check_sizes", None)):
+        try:
+            datamodule.check_sizes(world_size)
+        except RegkitError as err:
+            raise err.under("data.init_args") from err
+    if datamodule is not None and callable(getattr(model, "check_data", None)):
+        model.check_data(datamodule, world_size=world_size, training=training)
+    if training and trainer is not None and isinstance(model, L.LightningModule):
+        check_training_memory(model, trainer.strategy.root_device, processes=trainer.num_devices)
 
 
 def check_parsed_recipe(config: Any) -> None:

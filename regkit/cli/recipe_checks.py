@@ -74,7 +74,30 @@ def check_config(config: Any) -> None:
         if isinstance(value, numbers.Real) and not isinstance(value, bool) and not ok(value):
             raise BadInput(f"{text}, got {value!r}", f"trainer.{flag}")
     _check_optimizers(config)
+    _check_learning_rates(config, trainer.get("precision") if trainer is not None else None)
     _check_schedules(config, trainer)
+
+
+def weight_dtype_name(precision: Any) -> str:
+    """The dtype of the weights under a Trainer ``precision`` (mixed precision keeps float32 weights)."""
+    text = str(precision)
+    return {"64": "float64", "64-true": "float64", "16-true": "float16", "bf16-true": "bfloat16"}.get(text, "float32")
+
+
+def _check_learning_rates(config: Any, precision: Any) -> None:
+    """An optimizer's ``lr`` larger than the weights' dtype can hold (1e308 in float32) overflows
+    at the first step: SGD stops with "value cannot be converted to type float without overflow",
+    Adam trains on with weights of inf. Refused here, naming the dtype's largest value."""
+    import torch
+
+    dtype = weight_dtype_name(precision)
+    largest = torch.finfo(getattr(torch, dtype)).max
+    for key, cls, init_args in class_nodes(config):
+        lr = init_args.get("lr")
+        if issubclass(cls, torch.optim.Optimizer) and isinstance(lr, (int, float)) and abs(lr) > largest:
+            where = f" (trainer.precision: {precision})" if dtype != "float32" else ""
+            raise BadInput(f"is {lr!r}, larger than the {dtype} weights can hold{where} ({largest:.4g}): the first "
+                           "optimizer step would overflow (weights of inf)", f"{key}.init_args.lr")
 
 
 def _class(class_path: Any) -> Optional[type]:

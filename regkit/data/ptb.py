@@ -18,7 +18,7 @@ from torch.utils.data import IterableDataset
 
 from regkit.data.checks import check_ptb_directory
 from regkit.data.resumable import ResumableDataLoader
-from regkit.errors import check
+from regkit.errors import BadInput, check
 
 EOS = "<eos>"
 SPLITS = ("train", "valid", "test")
@@ -153,6 +153,9 @@ class PTBDataModule(L.LightningDataModule):
         eval_batch_size: parallel streams for validation and test.
         bptt: window length in tokens (Zaremba et al.: 35).
         limit_train_tokens: use only the first N training tokens (0 = all), for quick runs.
+
+    ``vocab_size`` (the word types of the training text) and ``check_sizes`` tell a task and the CLI
+    what the streams hold before a run starts.
     """
 
     def __init__(
@@ -178,6 +181,31 @@ class PTBDataModule(L.LightningDataModule):
             self.vocab = load_corpus(self.data_dir)[0]
         return len(self.vocab)
 
+    def check_sizes(self, world_size: int = 1) -> None:
+        """Refuse batch sizes or a process count the token streams cannot fill: each process gets
+        ``len // world_size`` tokens of a stream (``trainer.devices`` x ``trainer.num_nodes``
+        processes), cut into ``batch_size`` (training) or ``eval_batch_size`` rows of at least two
+        tokens (one input, one target).
+
+        Raises:
+            BadInput: keyed ``batch_size`` or ``eval_batch_size``, naming the split.
+        """
+        streams = load_corpus(self.data_dir)[1]
+        tokens = {"train": streams["train"].numel(), "valid": streams["valid"].numel(), "test": streams["test"].numel()}
+        if self.limit_train_tokens:
+            tokens["train"] = min(tokens["train"], self.limit_train_tokens)
+        for split, key, rows in (("train", "batch_size", self.batch_size), ("valid", "eval_batch_size", self.eval_batch_size),
+                                 ("test", "eval_batch_size", self.eval_batch_size)):
+            per = tokens[split] // world_size
+            if per // rows >= 2:
+                continue
+            stream = f"the {split} stream has {tokens[split]} tokens"
+            if split == "train" and self.limit_train_tokens == tokens[split]:
+                stream += f" (limit_train_tokens: {self.limit_train_tokens})"
+            if world_size > 1:
+                stream += f", {per} for each of the {world_size} processes (trainer.devices x trainer.num_nodes)"
+            raise BadInput(f"is {rows} but {stream}: {rows} rows of at least 2 tokens need {2 * rows}", key)
+
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
         if trainer is None:
@@ -187,11 +215,12 @@ class PTBDataModule(L.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if hasattr(self, "streams"):
             return
+        rank, world = self._rank()
+        self.check_sizes(world)  # regkit's CLI checked this before the run; a plain Trainer gets it here
         self.vocab, streams = load_corpus(self.data_dir)
         train = streams["train"]
         if self.limit_train_tokens:
             train = train[: self.limit_train_tokens]
-        rank, world = self._rank()
         self.streams = {
             "train": batchify(shard(train, rank, world), self.batch_size),
             "valid": batchify(shard(streams["valid"], rank, world), self.eval_batch_size),

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from regkit.gan.generators import upsampling_plan
+from regkit.gan.generators import image_mismatch, upsampling_plan
 from regkit.components.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
 from regkit.registry import register
@@ -67,6 +67,21 @@ class DCGANDiscriminator(nn.Module):
             ch_in, ch = ch, ch * 2
         layers += [nn.Flatten(), _maybe_sn(nn.Linear(ch_in * final * final, 1), spectral_norm)]
         self.layers = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
+        self.image_size, self.channels, self.stages = image_size, channels, stages
+
+    def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
+        """``(argument, its value, the value that fits)`` when images of ``shape`` (C, H, W) cannot
+        go through, else None. Exact: each stride-2 conv halves H and W (rounding down), and the
+        last Linear was sized for ``image_size``."""
+        if len(shape) != 3:
+            return None
+        channels, height, width = shape
+        if channels != self.channels:
+            return "channels", self.channels, channels
+        end = self.image_size // 2**self.stages
+        if (height // 2**self.stages, width // 2**self.stages) != (end, end):
+            return "image_size", self.image_size, height if height == width else f"none ({height}x{width} is not square)"
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).squeeze(-1)
@@ -115,6 +130,12 @@ class MLPDiscriminator(nn.Module):
             width = size
         layers.append(_maybe_sn(nn.Linear(width, 1), spectral_norm))
         self.layers = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
+        self.image_size, self.channels = image_size, channels
+
+    def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
+        """``(argument, its value, the value that fits)`` when images of ``shape`` (C, H, W) are not
+        the ``channels`` x ``image_size`` x ``image_size`` this D was built for, else None."""
+        return image_mismatch(self.channels, self.image_size, shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).squeeze(-1)

@@ -27,9 +27,24 @@ def upsampling_plan(image_size: int, min_size: int = 4) -> tuple[int, int]:
     return size, stages
 
 
+def image_mismatch(channels: int, image_size: int, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
+    """``(argument, its value, the value that fits)`` when ``shape`` (C, H, W) is not
+    ``(channels, image_size, image_size)``, else None."""
+    if len(shape) != 3 or tuple(shape) == (channels, image_size, image_size):
+        return None
+    if shape[0] != channels:
+        return "channels", channels, shape[0]
+    return "image_size", image_size, shape[1] if shape[1] == shape[2] else f"none ({shape[1]}x{shape[2]} is not square)"
+
+
 class _Generator(nn.Module):
     latent_dim: int
     image_shape: tuple[int, int, int]
+
+    def output_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
+        """``(argument, its value, the value that fits)`` when this G's images are not of ``shape``
+        (C, H, W, the real images), else None."""
+        return image_mismatch(self.image_shape[0], self.image_shape[1], shape)
 
     def sample_latent(self, n: int, device: torch.device | str | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:

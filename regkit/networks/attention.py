@@ -119,7 +119,7 @@ class AttentionClassifier(nn.Module):
     ) -> None:
         super().__init__()
         check(locals(), positive="in_features max_len d_model num_heads num_layers ff_dim out_features pool_heads", rate="attn_dropout pool_dropout")
-        self.max_len = max_len
+        self.max_len, self.in_features = max_len, in_features
         self.embed = nn.Linear(in_features, d_model)
         self.position = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.trunc_normal_(self.position, std=0.02)
@@ -132,6 +132,18 @@ class AttentionClassifier(nn.Module):
         self.pool = AttentionPooling(d_model, pool_heads, pool_dropout)
         self.head_dropout = fill(dropout, FEATURES, "dropout", num_features=d_model)
         self.head = nn.Linear(d_model, out_features)
+
+    def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, int]]:
+        """``(argument, its value, the value that fits)`` when examples of ``shape`` ((L, F), or
+        (1, H, W) images read as H steps of W features) cannot go through, else None."""
+        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[0] != 1):
+            return None  # the dry forward reports it
+        length, features = shape[-2:]
+        if features != self.in_features:
+            return "in_features", self.in_features, features
+        if length > self.max_len:
+            return "max_len", self.max_len, length
+        return None
 
     def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         if x.dim() == 4:

@@ -67,6 +67,21 @@ class SmallCNN(nn.Module):
             nn.Linear(hidden, out_features),
         ]
         self.layers = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
+        self.in_channels, self.image_size, self.stages = in_channels, image_size, len(channels)
+
+    def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
+        """``(argument, its value, the value that fits)`` when images of ``shape`` (C, H, W) cannot
+        go through, else None. Exact: each stage halves H and W (rounding down), and the head was
+        sized for ``image_size``; images that end at the same size fit (29x29 as well as 28x28)."""
+        if len(shape) != 3:
+            return None  # not images: the dry forward reports it
+        channels, height, width = shape
+        if channels != self.in_channels:
+            return "in_channels", self.in_channels, channels
+        end = self.image_size // 2**self.stages
+        if (height // 2**self.stages, width // 2**self.stages) != (end, end):
+            return "image_size", self.image_size, height if height == width else f"none ({height}x{width} is not square)"
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)

@@ -1,6 +1,7 @@
 """Multilayer perceptron with dropout and norm slots (the network of the dropout paper)."""
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional
 
 import torch
@@ -64,6 +65,13 @@ class MLP(nn.Module):
             width = size
         layers.append(nn.Linear(width, out_features))
         self.layers = nn.Sequential(*(m for m in layers if not isinstance(m, nn.Identity)))
+        self.in_features = in_features
+
+    def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, int]]:
+        """``(argument, its value, the value that fits)`` when examples of ``shape`` (one example,
+        no batch axis) cannot go through, else None: they are flattened to ``in_features``."""
+        size = math.prod(shape)
+        return ("in_features", self.in_features, size) if size != self.in_features else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)

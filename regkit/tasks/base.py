@@ -13,6 +13,7 @@ from regkit.components.schedules import ScheduledArguments
 from regkit.loggers.interval import CountsTrainingBatches
 from regkit.registry import ConstraintSpec, PenaltySpec
 from regkit.rules import Report, Rule, parse_rules, regularize
+from regkit.tasks.data_checks import check_attached_data
 
 
 def save_recipe(task: L.LightningModule, **values: Any) -> None:
@@ -100,6 +101,8 @@ class RegularizedTask(CountsTrainingBatches):
 
     def setup(self, stage: str) -> None:
         self.setup_constraints()
+        if callable(getattr(self, "check_data", None)):
+            check_attached_data(self, stage)  # regkit's CLI checked it before the run; a plain Trainer here
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
         super().on_train_batch_start(batch, batch_idx)

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from regkit.components.mc_dropout import logits_of, mc_predict
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
+from regkit.tasks.data_checks import check_classifier_data
 from regkit.errors import check
 
 
@@ -70,6 +71,16 @@ class Classifier(RegularizedTask):
 
     def regularized_model(self) -> torch.nn.Module:
         return self.network
+
+    def check_data(self, datamodule: Any, world_size: int = 1, training: bool = True) -> None:
+        """Refuse a data module this classifier cannot train on (regkit/tasks/data_checks.py):
+        ``num_classes`` and the network's outputs below the data's classes, a network whose
+        arguments or dry forward do not take the data's ``example_shape``.
+
+        Raises:
+            BadInput: keyed by the model's argument, naming the data's value.
+        """
+        check_classifier_data(self, datamodule, world_size, training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return logits_of(self.network(x))

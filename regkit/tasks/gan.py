@@ -56,6 +56,7 @@ from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, Penal
 from regkit.rules import parse_rules
 from regkit.rules import regularize as apply_rules
 from regkit.tasks.base import save_recipe
+from regkit.tasks.data_checks import check_attached_data, check_gan_data
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -155,6 +156,18 @@ class GAN(CountsTrainingBatches):
             self.metric_features = classifier.name
             self.fid = classifier_fid(classifier)
             self.classifier_score = classifier_score(classifier)
+
+    def check_data(self, datamodule: Any, world_size: int = 1, training: bool = True) -> None:
+        """Refuse real images G cannot make or D cannot take (their ``image_size`` / ``channels``,
+        then a dry forward of each; regkit/tasks/data_checks.py).
+
+        Raises:
+            BadInput: keyed ``model.init_args.generator.<argument>`` or ``...discriminator.<argument>``.
+        """
+        check_gan_data(self, datamodule, world_size, training)
+
+    def setup(self, stage: str) -> None:
+        check_attached_data(self, stage)  # regkit's CLI checked it before the run; a plain Trainer here
 
     # ------------------------------------------------------------------ sampling
     @property

@@ -9,10 +9,10 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.text import Perplexity
 
 from regkit.components.mc_dropout import mc_dropout
-from regkit.loggers.interval import attached_trainer
 from regkit.networks.rnn import detach_state
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
+from regkit.tasks.data_checks import check_language_model_data
 from regkit.errors import check
 
 
@@ -74,16 +74,14 @@ class LanguageModel(RegularizedTask):
     def forward(self, tokens: torch.Tensor, state: Any = None) -> Any:
         return self.network(tokens, state)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(attached_trainer(self), "datamodule", None)
-        data_vocab = getattr(datamodule, "vocab_size", None)
-        net_vocab = getattr(self.network, "vocab_size", None)
-        if data_vocab is not None and net_vocab is not None and data_vocab != net_vocab:
-            raise ValueError(
-                f"the data has {data_vocab} word types but the network's vocab_size is {net_vocab}; "
-                f"set model.init_args.network.vocab_size: {data_vocab}"
-            )
+    def check_data(self, datamodule: Any, world_size: int = 1, training: bool = True) -> None:
+        """Refuse a data module whose vocabulary (``datamodule.vocab_size``) is not the network's
+        (its ``vocab_size``, then a dry forward of a tiny token batch; regkit/tasks/data_checks.py).
+
+        Raises:
+            BadInput: keyed ``model.init_args.network.vocab_size`` (or ``.network``).
+        """
+        check_language_model_data(self, datamodule, world_size, training)
 
     def _step(self, key: str, tokens: torch.Tensor) -> Any:
         out = self.network(tokens, self._state.get(key))
