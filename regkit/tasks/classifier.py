@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from regkit.components.mc_dropout import logits_of, mc_predict
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
+from regkit.tasks.speed import CompileSwitch, apply_switches, channels_last_input
 from regkit.errors import check
 
 
@@ -31,6 +32,10 @@ class Classifier(RegularizedTask):
             the deterministic probabilities.
         regularize: rules that place components inside the network (regkit/rules/, docs/surgery.md),
             e.g. ``[{type: torch.nn.Dropout, replace: {name: variational_dropout}}]``.
+        compile: ``torch.compile`` the network: ``true``, or ``{mode, fullgraph, dynamic, backend}``
+            (docs/speed.md). Off by default.
+        channels_last: the network's convolutions and the image batches in channels-last memory
+            format (convolutional networks only). Off by default.
     """
 
     def __init__(
@@ -43,6 +48,8 @@ class Classifier(RegularizedTask):
         constraints: list[ConstraintSpec] = [],
         mc_samples: int = 0,
         regularize: list[dict[str, Any]] = [],
+        compile: CompileSwitch = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
         check(locals(), positive="num_classes", non_negative="mc_samples")
@@ -52,7 +59,7 @@ class Classifier(RegularizedTask):
         self.network = network.build()
         rules = self.apply_rules(regularize)
         save_recipe(self, network=network.to_config(), num_classes=num_classes, mc_samples=mc_samples, **self.spec_config,
-                    regularize=[rule.to_config() for rule in rules])
+                    regularize=[rule.to_config() for rule in rules], compile=compile, channels_last=channels_last)
         self.num_classes = num_classes
         self.mc_samples = mc_samples
         metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
@@ -67,12 +74,13 @@ class Classifier(RegularizedTask):
             self.mc_acc, self.mc_nll, self.mc_ece = metric(), torchmetrics.MeanMetric(), ece()
         # Parametrizations (spectral norm) now, so checkpoints load with Classifier.load_from_checkpoint.
         self.setup_constraints()
+        self.compile_options, self.channels_last = apply_switches({"network": self.network}, compile, channels_last)
 
     def regularized_model(self) -> torch.nn.Module:
         return self.network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return logits_of(self.network(x))
+        return logits_of(self.network(channels_last_input(x, self.channels_last)))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
