@@ -10,6 +10,7 @@ inductor's code generation, so these tests stay fast. A new registered component
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import pytest
@@ -226,3 +227,65 @@ def test_component_compiles_without_graph_breaks(key: tuple[str, str], mode: str
         expected = method(module)(*args)
         expected = expected[0] if isinstance(expected, tuple) else expected
         torch.testing.assert_close(out, getattr(expected, "logits", expected))
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantics under inductor (slow: real code generation on the CPU). Compiled RNG draws other
+# numbers than eager (inductor's Philox stream; pytorch/pytorch#141645), so what must agree is the
+# distribution: the drop rate, the scaling of kept units, the axes the mask is shared over.
+
+# name, arguments, input shape, axes the mask is shared over
+MASKS = [
+    ("dropout", {"p": 0.3}, (256, 256), ()),
+    ("variational_dropout", {"p": 0.3, "batch_first": True}, (64, 20, 32), (1,)),  # (N, T, C): over time
+    ("spatial_dropout", {"p": 0.3}, (32, 64, 6, 6), (2, 3)),  # (N, C, H, W): over positions
+]
+
+
+def mask_statistics(mask: torch.Tensor, shared: tuple[int, ...]) -> tuple[float, set[float], bool]:
+    """(fraction dropped per independent draw, the distinct values, whether constant over ``shared``)."""
+    draws = mask.amax(dim=shared, keepdim=True) if shared else mask
+    constant = all(bool((mask == mask.amax(dim=d, keepdim=True)).all()) for d in shared)
+    return float((draws == 0).float().mean()), {round(v, 5) for v in mask.unique().tolist()}, constant
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,args,shape,shared", MASKS, ids=[m[0] for m in MASKS])
+def test_inductor_masks_have_eager_statistics(name: str, args: dict, shape: tuple, shared: tuple) -> None:
+    torch.manual_seed(0)
+    module = regkit.build("regularizer", name, **args).train()
+    torch.compiler.reset()
+    compiled = torch.compile(module, fullgraph=True)  # inductor
+    x = torch.ones(shape)
+    eager_mask, compiled_mask, second = module(x), compiled(x), compiled(x)
+    p = args["p"]
+    draws = eager_mask.numel() // math.prod(shape[d] for d in shared) if shared else eager_mask.numel()
+    tolerance = 5 * math.sqrt(p * (1 - p) / draws)
+    eager_rate, eager_values, eager_shared = mask_statistics(eager_mask, shared)
+    rate, values, is_shared = mask_statistics(compiled_mask, shared)
+    assert eager_values == values == {0.0, round(1 / (1 - p), 5)}, (eager_values, values)  # inverted scaling
+    assert abs(eager_rate - p) < tolerance and abs(rate - p) < tolerance, (eager_rate, rate, tolerance)
+    assert eager_shared and is_shared, "the mask must be shared over the same axes as eager's"
+    assert not torch.equal(compiled_mask, second), "each compiled call draws a fresh mask"
+    module.eval()
+    torch.testing.assert_close(compiled(x), x)  # identity in eval mode, as eager
+
+
+@pytest.mark.slow
+def test_inductor_network_eval_output_equals_eager_and_mc_dropout_samples() -> None:
+    from regkit.components.mc_dropout import mc_dropout
+
+    torch.manual_seed(0)
+    net = build("network", "small_cnn", in_channels=3, channels=[4, 4], image_size=8, hidden=8, out_features=3,
+                norm={"name": "batch_norm"}, feature_dropout={"name": "spatial_dropout", "p": 0.3},
+                dropout={"name": "dropout", "p": 0.3})()
+    net(torch.randn(16, 3, 8, 8))  # running statistics that are not the initial ones
+    net.eval()
+    torch.compiler.reset()
+    compiled = torch.compile(net)
+    x = torch.randn(8, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), net(x), rtol=1e-4, atol=1e-5)
+        with mc_dropout(net):
+            first, second = compiled(x), compiled(x)
+    assert not torch.allclose(first, second), "MC dropout must still sample under compile"
