@@ -229,6 +229,36 @@ def test_component_compiles_without_graph_breaks(key: tuple[str, str], mode: str
         torch.testing.assert_close(out, getattr(expected, "logits", expected))
 
 
+# Regularizers whose scheduled rate (``module.p = value`` at every batch) must not recompile: the
+# DropoutBase ones read their rate from a tensor buffer under torch.compile. alpha_dropout (torch's
+# F.alpha_dropout takes a float) is the exception docs/speed.md states.
+SCHEDULED = {
+    "dropout": features, "gaussian_dropout": features, "variational_dropout": sequence,
+    "spatial_dropout": maps, "drop_path": sequence, "drop_block": maps, "embedding_dropout": embedding_weight,
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEDULED))
+def test_a_scheduled_rate_does_not_recompile(name: str) -> None:
+    graphs = []
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: list) -> Callable[..., Any]:
+        graphs.append(gm)
+        return gm.forward
+
+    module = regkit.build("regularizer", name, **({"block_size": 3} if name == "drop_block" else {})).train()
+    torch.compiler.reset()
+    compiled = torch.compile(module, fullgraph=True, backend=counting)
+    x = torch.ones(64, 16) if name == "dropout" else SCHEDULED[name]()[0]
+    dropped = []
+    for step in range(10):
+        module.p = 0.05 * step  # as a schedule sets it, 0 included
+        dropped.append(float((compiled(x) == 0).float().mean()))
+    assert len(graphs) == 1, f"{name}: {len(graphs)} compilations for 10 rates"
+    if name == "dropout":  # the compiled program follows the rate it is given
+        assert dropped[0] == 0.0 and abs(dropped[-1] - 0.45) < 0.08, dropped
+
+
 # ---------------------------------------------------------------------------------------------
 # Semantics under inductor (slow: real code generation on the CPU). Compiled RNG draws other
 # numbers than eager (inductor's Philox stream; pytorch/pytorch#141645), so what must agree is the

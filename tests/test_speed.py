@@ -12,10 +12,12 @@ import contextlib
 import io
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
 from regkit import cli
+from regkit.components.regularizers.base import DropoutBase
 from regkit.cli.lightning import RegkitCLI
 
 from conftest import RECIPES
@@ -87,3 +89,34 @@ def test_inductor_compiled_recipe_trains(recipe: str, extra: list[str], tmp_path
     torch.compiler.reset()
     output = fit("--config", str(RECIPES / recipe), *extra, *SMALL, "--model.init_args.compile=true")
     assert speed_line(output).startswith("speed:        compile (torch defaults)"), output[-2000:]
+
+
+class FailOnRecompile(L.Callback):
+    """From the third training batch on, any recompilation is an error (torch.compiler.set_stance)."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int) -> None:
+        if batch_idx == 2:
+            torch.compiler.set_stance("fail_on_recompile")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        torch.compiler.set_stance("default")
+
+
+def test_a_schedule_does_not_recompile_a_compiled_task() -> None:
+    """A linear schedule sets both dropout rates of the MLP at every batch; the compiled network
+    reads them from tensors, so no batch after the first compiles again."""
+    built = RegkitCLI(args=[
+        "--config", str(RECIPES / "mlp_dropout.yaml"), "--trainer.logger=false", "--data.init_args.limit_train=1024",
+        "--trainer.max_steps=8", "--trainer.limit_val_batches=0", "--trainer.enable_checkpointing=false",
+        "--model.init_args.network.dropout.p={schedule: linear, start: 0.1, end: 0.5}",
+        "--model.init_args.network.input_dropout.p={schedule: cosine, start: 0.0, end: 0.2}",
+        "--model.init_args.compile={backend: eager, fullgraph: true}"], run=False)
+    built.trainer.callbacks.append(FailOnRecompile())
+    torch.compiler.reset()
+    try:
+        built.trainer.fit(built.model, datamodule=built.datamodule)
+    finally:
+        torch.compiler.set_stance("default")
+    assert built.trainer.global_step == 8
+    rates = [m.p for m in built.model.network.modules() if isinstance(m, DropoutBase)]
+    assert rates and max(rates) > 0.4, rates  # the schedules moved (to 0.5 and 0.2 by the last step)
