@@ -21,7 +21,7 @@ import regkit
 from regkit import registry
 from regkit.registry import NormSpec, RegularizerSpec
 
-from tests.conftest import require_plugin
+from conftest import require_package, require_plugin
 
 # Plugin components, by the plugin package that registers them (require_plugin fails if missing).
 PLUGINS = {("regularizer", "concrete_dropout"): "regkit-concrete-dropout",
@@ -208,12 +208,46 @@ def test_every_component_has_a_compile_case() -> None:
     assert not missing, f"add a compile case to tests/test_compile.py for {missing}"
 
 
+def regularized_vit() -> nn.Module:
+    """A third-party model regularized by rules (docs/surgery.md): a small Hugging Face ViT built
+    from its config, its dropouts set, drop path on every MLP branch, variational dropout inside."""
+    require_package("transformers")
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from regkit.rules import regularize
+
+    config = ViTConfig(image_size=28, patch_size=7, num_channels=1, hidden_size=16, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=32, num_labels=10)
+    model = ViTForImageClassification(config)
+    regularize(model, [
+        {"type": "torch.nn.Dropout", "set": {"p": 0.2}},
+        {"path": "vit.*.mlp", "insert": {"name": "drop_path", "p": 0.3}, "depth": "linear"},
+        {"path": "vit.*.mlp.fc1", "insert": {"name": "variational_dropout", "p": 0.1}, "layout": "sequence"},
+    ])
+    return model
+
+
+THIRD_PARTY: dict[str, Case] = {"hf_vit": (regularized_vit, lambda: (torch.randn(4, 1, 28, 28),), call)}
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", list(THIRD_PARTY))
+def test_regularized_third_party_model_compiles_without_graph_breaks(name: str, mode: str) -> None:
+    make, inputs, method = THIRD_PARTY[name]
+    check_compiles(make, inputs, method, mode)
+
+
 @pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("key", list(CASES), ids=[f"{k}-{n}" for k, n in CASES])
 def test_component_compiles_without_graph_breaks(key: tuple[str, str], mode: str) -> None:
     if key in PLUGINS:
         require_plugin(PLUGINS[key])
-    make, inputs, method = CASES[key]
+    check_compiles(*CASES[key], mode)
+
+
+def check_compiles(make: Callable[[], nn.Module], inputs: Callable[[], tuple],
+                   method: Callable[[nn.Module], Callable[..., Any]], mode: str) -> None:
+    """Compile ``method(make())`` with fullgraph in ``mode``; in eval mode it must compute what eager does."""
     torch.manual_seed(0)
     module = make().train(mode == "train")
     torch.compiler.reset()
@@ -227,7 +261,6 @@ def test_component_compiles_without_graph_breaks(key: tuple[str, str], mode: str
         expected = method(module)(*args)
         expected = expected[0] if isinstance(expected, tuple) else expected
         torch.testing.assert_close(out, getattr(expected, "logits", expected))
-
 
 # Regularizers whose scheduled rate (``module.p = value`` at every batch) must not recompile: the
 # DropoutBase ones read their rate from a tensor buffer under torch.compile. alpha_dropout (torch's
