@@ -56,10 +56,17 @@ CASES = {
         "--model.init_args.regularize",
         "[{path: layers.1, insert: {name: dropout, p: {schedule: late, value: 0.3, cutoff: 0.4}}}]"],
                   16, 2, [7]),
+    # torch.compile (inductor) on, with a scheduled rate: the resumed process compiles the same
+    # program (the compile options are in the checkpoint's hyperparameters) and inductor's random
+    # draws follow torch's restored RNG state, so the end is bit-identical too.
+    "compiled": ("mlp_dropout.yaml", [
+        "--model.init_args.network.hidden", "[64]", "--data.init_args.limit_train", "1280",
+        "--trainer.limit_val_batches", "2", "--test_after_fit", "false", "--model.init_args.compile", "true",
+        "--model.init_args.network.dropout.p", "{schedule: linear, start: 0.1, end: 0.5}"], 16, 2, [7]),
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
                          "--model.init_args.metrics", "false"], 30, 4, [10, 20]),  # 2 steps (D and G) per batch, 20 per epoch
 }
-SLOW = {"language_model", "gan"}  # the classifier's runs the default suite; `-m slow` runs all three
+SLOW = {"language_model", "gan", "compiled"}  # the classifier's runs the default suite; `-m slow` runs all three
 
 
 def checkpoint(path: Path) -> dict:

@@ -138,7 +138,7 @@ def _check_optimizers(config: Any) -> None:
     for key, cls, init_args in optimizers:
         try:
             cls([torch.nn.Parameter(torch.zeros(1))], **init_args)
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, RuntimeError) as err:  # RuntimeError: fused and foreach both true
             raise BadInput(f"{cls.__name__}: {err}", key) from err
     for key, cls, init_args in schedulers:
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

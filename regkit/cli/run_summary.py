@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from regkit.cli.metrics_csv import per_epoch, read_metrics
 from regkit.cli.run_folder import run_dir
+from regkit.tasks.speed import describe_switches, optimizer_switches
 
 
 def curve_keys(rows: list[dict[str, float]]) -> list[list[str]]:
@@ -79,6 +80,13 @@ def shown(path: str | Path) -> str:
         return str(Path(path).resolve())
 
 
+def speed_switches(trainer: L.Trainer) -> list[str]:
+    """The task's speed switches that are on (docs/speed.md) and the fused / foreach optimizers."""
+    task = getattr(trainer, "lightning_module", None)
+    shown = describe_switches(getattr(task, "compile_options", None), getattr(task, "channels_last", False))
+    return shown + optimizer_switches(getattr(trainer, "optimizers", []))
+
+
 def summarize_run(
     trainer: L.Trainer, run: dict[str, Any], metrics: Optional[dict[str, float]] = None, evaluated: Optional[str] = None
 ) -> None:
@@ -95,6 +103,9 @@ def summarize_run(
         metrics_csv = None
     curves = plot_curves(metrics_csv, folder / "curves.png") if metrics_csv and evaluated is None else None
     lines = ["", f"run folder:   {shown(folder)}"]
+    switches = speed_switches(trainer)
+    if switches:
+        lines.append(f"speed:        {', '.join(switches)}")
     checkpoint = next((cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, ModelCheckpoint)), None)
     if evaluated is not None:
         lines.append(f"checkpoint:   {shown(evaluated) if evaluated else 'none (the initial weights)'}")

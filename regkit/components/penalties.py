@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Any, Iterator
 
 import torch
@@ -10,15 +11,25 @@ from torch import nn
 from regkit.registry import register
 
 
+def shell_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` (shell style, as :func:`fnmatch.fnmatch`) compiled once: a penalty matches
+    parameter names with it in its forward pass, where torch.compile traces ``re`` matching but
+    not ``fnmatch``'s pattern cache."""
+    return re.compile(fnmatch.translate(pattern))
+
+
 def select_parameters(
-    module: nn.Module, include: str = "*", exclude: str = "", min_dim: int = 2
+    module: nn.Module, include: str | re.Pattern[str] = "*", exclude: str | re.Pattern[str] | None = "", min_dim: int = 2
 ) -> Iterator[tuple[str, nn.Parameter]]:
-    """Parameters whose name matches ``include`` (and not ``exclude``), with at least ``min_dim``
-    dimensions: the default picks weight matrices and kernels, not biases or norm scales."""
+    """Parameters whose name matches ``include`` (and not ``exclude``; empty: none excluded), with at
+    least ``min_dim`` dimensions: the default picks weight matrices and kernels, not biases or norm
+    scales. The patterns are shell-style strings or :func:`shell_pattern` results."""
+    keep = shell_pattern(include) if isinstance(include, str) else include
+    drop = (shell_pattern(exclude) if exclude else None) if isinstance(exclude, str) else exclude
     for name, param in module.named_parameters():
-        if param.dim() < min_dim or not fnmatch.fnmatch(name, include):
+        if param.dim() < min_dim or not keep.match(name):
             continue
-        if exclude and fnmatch.fnmatch(name, exclude):
+        if drop is not None and drop.match(name):
             continue
         yield name, param
 
@@ -46,12 +57,13 @@ class ParameterNormPenalty(Penalty):
     def __init__(self, strength: float, include: str = "*", exclude: str = "", min_dim: int = 2) -> None:
         super().__init__(strength)
         self.include, self.exclude, self.min_dim = include, exclude, min_dim
+        self._include, self._exclude = shell_pattern(include), shell_pattern(exclude) if exclude else None
 
     def norm(self, param: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def forward(self, module: nn.Module, **context: Any) -> torch.Tensor:
-        terms = [self.norm(p) for _, p in select_parameters(module, self.include, self.exclude, self.min_dim)]
+        terms = [self.norm(p) for _, p in select_parameters(module, self._include, self._exclude, self.min_dim)]
         if not terms:
             raise ValueError(f"{type(self).__name__}: no parameter matches include={self.include!r}")
         return self.strength * torch.stack(terms).sum()

@@ -12,6 +12,7 @@ from regkit.components.mc_dropout import logits_of, mc_predict
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 from regkit.tasks.data_checks import check_classifier_data
+from regkit.tasks.speed import CompileSwitch, apply_switches, channels_last_input
 from regkit.errors import check
 
 
@@ -32,6 +33,10 @@ class Classifier(RegularizedTask):
             the deterministic probabilities.
         regularize: rules that place components inside the network (regkit/rules/, docs/surgery.md),
             e.g. ``[{type: torch.nn.Dropout, replace: {name: variational_dropout}}]``.
+        compile: ``torch.compile`` the network: ``true``, or ``{mode, fullgraph, dynamic, backend}``
+            (docs/speed.md). Off by default.
+        channels_last: the network's convolutions and the image batches in channels-last memory
+            format (convolutional networks only). Off by default.
     """
 
     def __init__(
@@ -44,6 +49,8 @@ class Classifier(RegularizedTask):
         constraints: list[ConstraintSpec] = [],
         mc_samples: int = 0,
         regularize: list[dict[str, Any]] = [],
+        compile: CompileSwitch = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
         check(locals(), positive="num_classes", non_negative="mc_samples")
@@ -53,7 +60,7 @@ class Classifier(RegularizedTask):
         self.network = network.build()
         rules = self.apply_rules(regularize)
         save_recipe(self, network=network.to_config(), num_classes=num_classes, mc_samples=mc_samples, **self.spec_config,
-                    regularize=[rule.to_config() for rule in rules])
+                    regularize=[rule.to_config() for rule in rules], compile=compile, channels_last=channels_last)
         self.num_classes = num_classes
         self.mc_samples = mc_samples
         metric = lambda: torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)  # noqa: E731
@@ -68,6 +75,7 @@ class Classifier(RegularizedTask):
             self.mc_acc, self.mc_nll, self.mc_ece = metric(), torchmetrics.MeanMetric(), ece()
         # Parametrizations (spectral norm) now, so checkpoints load with Classifier.load_from_checkpoint.
         self.setup_constraints()
+        self.compile_options, self.channels_last = apply_switches({"network": self.network}, compile, channels_last)
 
     def regularized_model(self) -> torch.nn.Module:
         return self.network
@@ -83,7 +91,7 @@ class Classifier(RegularizedTask):
         check_classifier_data(self, datamodule, world_size, training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return logits_of(self.network(x))
+        return logits_of(self.network(channels_last_input(x, self.channels_last)))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch

@@ -41,6 +41,13 @@ def has_lazy_parameters(module: nn.Module) -> bool:
     return any(torch.nn.parameter.is_lazy(p) for p in module.parameters())
 
 
+def eagerly() -> contextlib.AbstractContextManager[Any]:
+    """A network compiled by the task's ``compile`` switch runs eagerly inside: a dry forward must
+    not compile it (for a batch of two) before the run compiles it for its real batches."""
+    set_stance = getattr(torch.compiler, "set_stance", None)  # torch >= 2.6
+    return set_stance("force_eager") if set_stance is not None else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def untouched(module: nn.Module, training: bool) -> Iterator[None]:
     """Run the block with ``module`` in train (or eval) mode, without gradients, then restore its
@@ -49,7 +56,7 @@ def untouched(module: nn.Module, training: bool) -> Iterator[None]:
     buffers = [(b, b.clone()) for b in module.buffers()]
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), eagerly():
             module.train(training)
             yield
     finally:

@@ -51,12 +51,14 @@ from regkit.components.norm import BATCH_NORMS
 from regkit.components.schedules import ScheduledArguments
 from regkit.errors import BadInput, check
 from regkit.gan.ema import EMA
+from regkit.gan.penalties import GradientPenalty
 from regkit.loggers.interval import TRAINED_BATCHES, CountsTrainingBatches
 from regkit.registry import DiscriminatorSpec, GanLossSpec, GeneratorSpec, PenaltySpec
 from regkit.rules import parse_rules
 from regkit.rules import regularize as apply_rules
 from regkit.tasks.base import save_recipe
 from regkit.tasks.data_checks import check_attached_data, check_gan_data
+from regkit.tasks.speed import CompileSwitch, apply_switches, compile_options
 
 
 def default_gan_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -87,6 +89,11 @@ class GAN(CountsTrainingBatches):
         feature_classifier: classifier file for the metrics; null for the packaged MNIST classifier.
         regularize: rules that place components inside G and D (regkit/rules/, docs/surgery.md), with
             paths ``generator.*`` and ``discriminator.*``.
+        compile: ``torch.compile`` G and D: ``true``, or ``{mode, fullgraph, dynamic, backend}``
+            (docs/speed.md); refused with the double-backward penalties ``r1`` / ``gradient_penalty``.
+            Off by default.
+        channels_last: G's and D's convolutions in channels-last memory format (convolutional
+            networks only). Off by default.
     """
 
     def __init__(
@@ -102,6 +109,8 @@ class GAN(CountsTrainingBatches):
         metrics: bool = True,
         feature_classifier: Optional[str] = None,
         regularize: list[dict[str, Any]] = [],
+        compile: CompileSwitch = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         check(locals(), positive="n_critic", fraction="ema_decay")
@@ -133,13 +142,21 @@ class GAN(CountsTrainingBatches):
             "metrics": metrics,
             "feature_classifier": feature_classifier,
             "regularize": [rule.to_config() for rule in rules],
+            "compile": compile,
+            "channels_last": channels_last,
         })
         self.loss = loss.build()
         self.penalties = nn.ModuleList([p.build() for p in penalties])
         self.penalty_names = [p.name for p in penalties]
         self.n_critic = n_critic
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
+        gradient_penalties = [n for n, p in zip(self.penalty_names, self.penalties) if isinstance(p, GradientPenalty)]
+        if compile_options(compile) is not None and gradient_penalties:
+            raise BadInput(f"d_penalties {', '.join(gradient_penalties)} differentiate D's input gradient (double "
+                           f"backward), which torch.compile does not support; leave compile off with them", "compile")
         self.ema = EMA(self.generator, ema_decay) if ema_decay is not None else None
+        # After the EMA copy, which stays eager (it only samples).
+        self.compile_options, self.channels_last = apply_switches({"generator": self.generator, "discriminator": self.discriminator}, compile, channels_last)
         self.d_has_batch_norm = _has_batch_norm(self.discriminator)
         self.d_steps = 0
         self.scheduled_arguments = ScheduledArguments()  # components' arguments given as schedules

@@ -13,6 +13,7 @@ from regkit.networks.rnn import detach_state
 from regkit.registry import ConstraintSpec, NetworkSpec, PenaltySpec
 from regkit.tasks.base import RegularizedTask, default_optimizer, save_recipe
 from regkit.tasks.data_checks import check_language_model_data
+from regkit.tasks.speed import CompileSwitch, apply_switches
 from regkit.errors import check
 
 
@@ -35,6 +36,9 @@ class LanguageModel(RegularizedTask):
             each pass carrying its own recurrent state, logged next to the deterministic
             ``test/ppl``. Costs T extra forward passes per test window.
         regularize: rules that place components inside the network (regkit/rules/, docs/surgery.md).
+        compile: ``torch.compile`` the network: ``true``, or ``{mode, fullgraph, dynamic, backend}``
+            (docs/speed.md; a fused nn.LSTM runs eagerly between graphs, ``mode: cell_loop`` compiles
+            whole). Off by default.
 
     ``regkit predict`` scores the data module's predict stream (PTB: the test split), one dict of
     ``(L, N)`` tensors, column n being the n-th of the N parallel streams (so ``t.T.flatten()`` is
@@ -52,6 +56,7 @@ class LanguageModel(RegularizedTask):
         constraints: list[ConstraintSpec] = [],
         mc_samples: int = 0,
         regularize: list[dict[str, Any]] = [],
+        compile: CompileSwitch = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler, penalties, constraints)
         check(locals(), non_negative="mc_samples")
@@ -61,12 +66,13 @@ class LanguageModel(RegularizedTask):
         self.network = network.build()
         rules = self.apply_rules(regularize)
         save_recipe(self, **{"network": network.to_config(), "mc_samples": mc_samples, **self.spec_config,
-                             "regularize": [rule.to_config() for rule in rules]})
+                             "regularize": [rule.to_config() for rule in rules], "compile": compile})
         self.mc_samples = mc_samples
         self.val_ppl, self.test_ppl, self.mc_ppl = Perplexity(), Perplexity(), Perplexity()
         self._state: dict[str, Any] = {}
         if hasattr(self, "setup_constraints"):
             self.setup_constraints()  # parametrizations now, so checkpoints load directly
+        self.compile_options, self.channels_last = apply_switches({"network": self.network}, compile, False)
 
     def regularized_model(self) -> torch.nn.Module:
         return self.network

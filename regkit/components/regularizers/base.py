@@ -52,13 +52,29 @@ def is_stochastic(module: nn.Module) -> bool:
     return any(f"{cls.__module__}.{cls.__qualname__}" in OTHER_STOCHASTIC for cls in type(module).__mro__)
 
 
+def is_zero(p: float | torch.Tensor) -> bool:
+    """Whether a rate is the Python float 0 (a tensor rate, under torch.compile, is never tested:
+    reading its value would break the graph; dropping at rate 0 is the identity anyway)."""
+    return isinstance(p, float) and p == 0.0
+
+
 class DropoutBase(StochasticRegularizer, nn.Module):
     """Base of regkit's dropout-like layers, like torch's ``_DropoutNd``: holds the validated rate
     ``p`` (settable, e.g. by a schedule), shows it in ``print(model)``, and returns the input itself
-    in eval mode or at ``p == 0``. Subclasses implement :meth:`drop` (training, ``p > 0``)."""
+    in eval mode or at ``p == 0``. Subclasses implement :meth:`drop` (training, ``p > 0``) with the
+    rate :meth:`drop_rate` gives.
+
+    Under torch.compile a Python float is a constant of the compiled program, and a schedule that
+    sets ``p`` at every batch would recompile at every new value. So the rate is also held in the
+    buffer ``rate`` (a 0-dim tensor, not saved in ``state_dict``), written whenever ``p`` is set
+    (a device write, no host sync), and a drop traced by torch.compile reads it instead.
+    """
+
+    rate: torch.Tensor
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
+        self.register_buffer("rate", torch.zeros(()), persistent=False)
         self.p = p
 
     @property
@@ -68,12 +84,19 @@ class DropoutBase(StochasticRegularizer, nn.Module):
     @p.setter
     def p(self, value: float) -> None:
         self._p = check_rate(value)
+        with torch.no_grad():
+            self.rate.fill_(self._p)
+
+    def drop_rate(self) -> float | torch.Tensor:
+        """The rate a drop uses: ``p`` (a Python float) in eager mode, the ``rate`` buffer (the same
+        value, as a tensor) while torch.compile traces the module."""
+        return self.rate if torch.compiler.is_compiling() else self._p
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
+        if not self.training or (not torch.compiler.is_compiling() and self.p == 0.0):
             return x
         return self.drop(x)
 

@@ -9,17 +9,17 @@ from torch import nn
 
 from regkit.components.layouts import ACTIVATIONS, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase
+from regkit.components.regularizers.base import DropoutBase, is_zero
 from regkit.errors import check
 
 __all__ = ["DropPath", "drop_path", "drop_path_rates", "set_drop_path_rates"]
 
 
-def drop_path(x: torch.Tensor, p: float, training: bool = True, scale_by_keep: bool = True) -> torch.Tensor:
+def drop_path(x: torch.Tensor, p: float | torch.Tensor, training: bool = True, scale_by_keep: bool = True) -> torch.Tensor:
     """Zero whole samples of ``x`` (the first axis) with probability ``p``; kept samples are scaled
     by 1/(1-p) when ``scale_by_keep`` (else left as they are, the original stochastic-depth form,
     which then needs test-time scaling by 1-p)."""
-    if not training or p == 0.0:
+    if not training or is_zero(p):
         return x
     mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - p)
     if scale_by_keep:
@@ -55,7 +55,7 @@ class DropPath(DropoutBase):
         return f"p={self.p}" + ("" if self.scale_by_keep else ", scale_by_keep=False")
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.p, True, self.scale_by_keep)
+        return drop_path(x, self.drop_rate(), True, self.scale_by_keep)
 
 
 def drop_path_rates(max_rate: float, depth: int, min_rate: float = 0.0) -> list[float]:

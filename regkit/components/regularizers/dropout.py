@@ -13,17 +13,17 @@ import torch.nn.functional as F
 
 from regkit.components.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase, check_rate
+from regkit.components.regularizers.base import DropoutBase, check_rate, is_zero
 
 __all__ = ["AlphaDropout", "Dropout", "GaussianDropout", "check_rate", "gaussian_dropout"]
 
 
-def gaussian_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+def gaussian_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool = True) -> torch.Tensor:
     """Multiply ``x`` by noise drawn from N(1, p / (1 - p)), the variance of inverted Bernoulli
     dropout at rate ``p`` (Srivastava et al., 2014, section 10)."""
-    if not training or p == 0.0:
+    if not training or is_zero(p):
         return x
-    std = math.sqrt(p / (1.0 - p))
+    std = math.sqrt(p / (1.0 - p)) if isinstance(p, float) else (p / (1.0 - p)).sqrt()
     return x * torch.randn_like(x).mul_(std).add_(1.0)
 
 
@@ -57,7 +57,10 @@ class Dropout(DropoutBase):
         return f"p={self.p}, inplace={self.inplace}" if self.inplace else f"p={self.p}"
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
-        return F.dropout(x, self.p, True, self.inplace)
+        rate = self.drop_rate()
+        if isinstance(rate, float):
+            return F.dropout(x, rate, True, self.inplace)
+        return x * x.new_empty(x.shape).bernoulli_(1.0 - rate).div_(1.0 - rate)  # compiled: a tensor rate
 
 
 @register("regularizer", "gaussian_dropout")
@@ -79,7 +82,7 @@ class GaussianDropout(DropoutBase):
         super().__init__(p)
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
-        return gaussian_dropout(x, self.p)
+        return gaussian_dropout(x, self.drop_rate())
 
 
 @register("regularizer", "alpha_dropout")

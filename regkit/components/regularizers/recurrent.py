@@ -19,17 +19,17 @@ from torch.nn.utils import parametrize
 
 from regkit.components.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase
+from regkit.components.regularizers.base import DropoutBase, is_zero
 
 
-def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
+def locked_dropout(x: torch.Tensor, p: float | torch.Tensor = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
     """Dropout with one mask per sequence, shared by all its time steps (Gal & Ghahramani, 2016).
 
     ``x`` is ``(T, N, *)`` or, with ``batch_first``, ``(N, T, *)``; the mask has size 1 on the
     time dimension and is broadcast over it. A 2-D ``(N, C)`` input is a single step (no time
     axis) and gets one value per element, like plain dropout. Kept units are scaled by ``1 / (1 - p)``.
     """
-    if not training or p == 0.0:
+    if not training or is_zero(p):
         return x
     if x.dim() < 2:
         raise ValueError(f"locked dropout needs a (time, batch, ...) tensor, got shape {tuple(x.shape)}")
@@ -40,11 +40,11 @@ def locked_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, batch
     return x * mask
 
 
-def embedding_dropout(weight: torch.Tensor, p: float = 0.1, training: bool = True) -> torch.Tensor:
+def embedding_dropout(weight: torch.Tensor, p: float | torch.Tensor = 0.1, training: bool = True) -> torch.Tensor:
     """Drop whole rows (word types) of an embedding matrix ``(num_embeddings, dim)``; kept rows are
     scaled by ``1 / (1 - p)``. Every occurrence of a dropped word in the batch becomes zero
     (Gal & Ghahramani, 2016; the batch-level form of Merity et al., 2017)."""
-    if not training or p == 0.0:
+    if not training or is_zero(p):
         return weight
     mask = weight.new_empty(weight.size(0), 1).bernoulli_(1.0 - p).div_(1.0 - p)
     return weight * mask
@@ -87,7 +87,7 @@ class VariationalDropout(DropoutBase):
         return f"p={self.p}, batch_first={self.batch_first}"
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
-        return locked_dropout(x, self.p, True, self.batch_first)
+        return locked_dropout(x, self.drop_rate(), True, self.batch_first)
 
 
 @register("regularizer", "embedding_dropout")
@@ -123,7 +123,7 @@ class EmbeddingDropout(DropoutBase):
         super().__init__(p)
 
     def drop(self, weight: torch.Tensor) -> torch.Tensor:
-        return embedding_dropout(weight, self.p, True)
+        return embedding_dropout(weight, self.drop_rate(), True)
 
     def embed(self, embedding: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
         """Look ``tokens`` up in ``embedding`` with its word types dropped."""
@@ -153,9 +153,10 @@ class RecurrentDropout(DropoutBase):
 
     def sample_mask(self, h: torch.Tensor) -> torch.Tensor | None:
         """A fresh mask shaped like ``h``, or None when nothing is dropped."""
-        if not self.training or self.p == 0.0:
+        rate = self.drop_rate()
+        if not self.training or is_zero(rate):
             return None
-        keep = 1.0 - self.p
+        keep = 1.0 - rate
         return h.new_empty(h.shape).bernoulli_(keep).div_(keep)
 
     def drop(self, h: torch.Tensor) -> torch.Tensor:
@@ -213,7 +214,7 @@ class WeightDrop(DropoutBase):
         if not self._in_forward:
             return F.dropout(weight, self.p, True)
         if self._mask is None or self._mask.shape != weight.shape or self._mask.device != weight.device:
-            keep = 1.0 - self.p
+            keep = 1.0 - self.drop_rate()
             self._mask = torch.empty_like(weight, memory_format=torch.contiguous_format).bernoulli_(keep).div_(keep)
         return weight * self._mask
 

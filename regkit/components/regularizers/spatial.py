@@ -15,16 +15,16 @@ import torch.nn.functional as F
 
 from regkit.components.layouts import FEATURES, MAPS, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase
+from regkit.components.regularizers.base import DropoutBase, is_zero
 from regkit.errors import check
 
 __all__ = ["DropBlock", "SpatialDropout", "drop_block", "spatial_dropout"]
 
 
-def spatial_dropout(x: torch.Tensor, p: float, training: bool = True, channels_last: bool = False) -> torch.Tensor:
+def spatial_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool = True, channels_last: bool = False) -> torch.Tensor:
     """Zero whole channels of ``x`` with probability ``p`` (one draw per sample and channel, shared
     over every spatial/temporal position) and scale the kept ones by 1/(1-p)."""
-    if not training or p == 0.0:
+    if not training or is_zero(p):
         return x
     if x.dim() < 2:
         raise ValueError(f"spatial_dropout expects (N, C, *) or (N, *, C) input, got shape {tuple(x.shape)}")
@@ -66,7 +66,7 @@ class SpatialDropout(DropoutBase):
         return f"p={self.p}, channels_last=True" if self.channels_last else f"p={self.p}"
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
-        return spatial_dropout(x, self.p, True, self.channels_last)
+        return spatial_dropout(x, self.drop_rate(), True, self.channels_last)
 
 
 def drop_block(
@@ -151,8 +151,8 @@ class DropBlock(DropoutBase):
     def current_rate(self) -> torch.Tensor | float:
         """The rate used by the next training forward pass."""
         if self.warmup_steps == 0:
-            return self.p
-        return self.p * (self.step.float() / self.warmup_steps).clamp(max=1.0)
+            return self.drop_rate()
+        return self.drop_rate() * (self.step.float() / self.warmup_steps).clamp(max=1.0)
 
     def extra_repr(self) -> str:
         extra = f", warmup_steps={self.warmup_steps}" if self.warmup_steps else ""
