@@ -48,6 +48,8 @@ regkit: regularizer recipes on Lightning.
 
   regkit fit --config recipes/mlp_dropout.yaml       train (also: validate, test, predict)
   regkit fit --help                                  every option, regkit's tasks and data modules
+  regkit fit --config gan                            a shipped recipe by name, from any directory
+  regkit recipes [copy NAME [DEST]]                  the shipped recipes; copy one for editing
   regkit list [KIND] [PATTERN] [--json]              registered components and their arguments
   regkit compare --config R --vary KEY=A,B --seeds 3 one recipe over a grid of settings x seeds
   regkit --plugins my_components.py fit ...          register a local file's / module's components
