@@ -34,6 +34,7 @@ from regkit.cli.checkpoints import (
 )
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE
 from regkit.cli.error_keys import reported_against_keys
+from regkit.cli.layered_configs import complete_components
 from regkit.cli.overrides import merge_component_overrides
 from regkit.cli.parser import ShortErrorParser
 from regkit.cli.recipe_checks import check_config
@@ -153,7 +154,8 @@ class RegkitCLI(LightningCLI):
             check_parsed_recipe(self.config)
             self.take_ckpt_request()
             return
-        args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
+        args = complete_components(list(sys.argv[1:] if args is None else args))  # layered --config files
+        args = merge_component_overrides(parser, args)
         printing = [a for a in args if a.split("=")[0] == "--print_config"]
         if printing:  # --print_config prints and exits inside the parse: check the components first
             report_invalid_components(parser, parser.parse_args([a for a in args if a not in printing]))
