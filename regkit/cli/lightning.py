@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import lightning as L
 from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveraging
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
@@ -40,7 +40,7 @@ from regkit.cli.parser import ShortErrorParser
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
 from regkit.cli.run_summary import final_metrics, summarize_run
-from regkit.errors import RegkitError, in_short
+from regkit.errors import BadInput, RegkitError, in_short
 from regkit.registry.spec import invalid_specs
 from regkit.rules import Report
 
@@ -270,6 +270,7 @@ class RegkitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         with reported_against_keys(config):
             super().instantiate_classes()
+        check_manual_optimization(self.trainer, self.model)
         self.attach_rules(config)
         if config.get("print_regularization"):
             reports = regularization_reports(self.trainer, self.model)
@@ -308,6 +309,24 @@ class RegkitCLI(LightningCLI):
 
     def after_test(self) -> None:
         summarize_run(self.trainer, self.run_info, evaluated=self.run_info.get("ckpt_path") or "")
+
+
+def check_manual_optimization(trainer: L.Trainer, model: L.LightningModule) -> None:
+    """A task that steps its optimizers itself (the GAN: G and D in turn) cannot take the Trainer
+    flags and callbacks that step them for it; say so before the run folder exists, not after the
+    first batch in a traceback."""
+    if model.automatic_optimization:
+        return
+    why = (f"{type(model).__name__} optimizes by hand (manual optimization: its own steps for each "
+           "optimizer), which Lightning's {what} cannot apply; remove it")
+    if trainer.gradient_clip_val:
+        raise BadInput(why.format(what="gradient clipping"), "trainer.gradient_clip_val")
+    if trainer.accumulate_grad_batches != 1:
+        raise BadInput(why.format(what="gradient accumulation") + " (or use a larger batch_size)",
+                       "trainer.accumulate_grad_batches")
+    if any(isinstance(c, StochasticWeightAveraging) for c in getattr(trainer, "callbacks", [])):
+        raise BadInput(why.format(what="StochasticWeightAveraging") + " (the GAN averages G itself: ema_decay)"
+                       if hasattr(model, "ema") else why.format(what="StochasticWeightAveraging"), "trainer.callbacks")
 
 
 def report_invalid_components(parser: LightningArgumentParser, config: Any) -> None:
