@@ -4,7 +4,8 @@
   subcommands and the options read from argv by hand;
 * ``lightning``: regkit's LightningCLI (``fit|validate|test|predict``); ``parser``: its parser,
   with short parse errors; ``overrides``: ``--x.spec.key v`` merged into a component;
-* ``recipe_files``: ``--config`` files; ``checkpoints``: ``--ckpt_path`` read as data, the
+* ``shipped_recipes``: ``regkit recipes`` and ``--config NAME``; ``layered_configs``: several
+  ``--config`` files merged, components too; ``recipe_files``: ``--config`` files; ``checkpoints``: ``--ckpt_path`` read as data, the
   checkpoint trust rule; ``local_plugins``: ``--plugins`` files and modules;
 * ``recipe_checks``: checks of the whole parsed recipe; ``error_keys``: the recipe key of a
   constructor's error; ``error_report``: the two-line report and exit code 2;

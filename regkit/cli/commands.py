@@ -6,7 +6,7 @@ from typing import Optional
 
 TRAINER_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 """The subcommands LightningCLI runs (each a ``Trainer`` method)."""
-SUBCOMMANDS = (*TRAINER_SUBCOMMANDS, "list", "compare")
+SUBCOMMANDS = (*TRAINER_SUBCOMMANDS, "list", "recipes", "compare")
 """Every subcommand of ``regkit``."""
 USAGE = "regkit [-h] [--plugins FILE_OR_MODULE[,...]] {" + ",".join(SUBCOMMANDS) + "} ..."
 

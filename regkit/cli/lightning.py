@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import lightning as L
 from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveraging
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
@@ -35,12 +35,13 @@ from regkit.cli.checkpoints import (
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, USAGE, subcommand_of
 from regkit.cli.error_keys import reported_against_keys
 from regkit.cli.memory import check_training_memory
+from regkit.cli.layered_configs import complete_components
 from regkit.cli.overrides import merge_component_overrides
 from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
 from regkit.cli.run_summary import final_metrics, summarize_run
-from regkit.errors import RegkitError
+from regkit.errors import BadInput, RegkitError
 from regkit.rules import Report
 
 DESCRIPTION = """\
@@ -48,6 +49,8 @@ regkit: regularizer recipes on Lightning.
 
   regkit fit --config recipes/mlp_dropout.yaml       train (also: validate, test, predict)
   regkit fit --help                                  every option, regkit's tasks and data modules
+  regkit fit --config gan                            a shipped recipe by name, from any directory
+  regkit recipes [copy NAME [DEST]]                  the shipped recipes; copy one for editing
   regkit list [KIND] [PATTERN] [--json]              registered components and their arguments
   regkit compare --config R --vary KEY=A,B --seeds 3 one recipe over a grid of settings x seeds
   regkit --plugins my_components.py fit ...          register a local file's / module's components
@@ -151,7 +154,8 @@ class RegkitCLI(LightningCLI):
             check_parsed_recipe(self.config)
             self.take_ckpt_request()
             return
-        args = merge_component_overrides(parser, list(sys.argv[1:] if args is None else args))
+        args = complete_components(list(sys.argv[1:] if args is None else args))  # layered --config files
+        args = merge_component_overrides(parser, args)
         # --print_config prints and exits inside this parse (ShortErrorParser.dump checks the components)
         self.config = parser.parse_args(args)
         report_invalid_components(parser, self.config)
@@ -266,6 +270,7 @@ class RegkitCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         with reported_against_keys(config):
             super().instantiate_classes()
+        check_manual_optimization(self.trainer, self.model)
         self.attach_rules(config)
         if config.get("print_regularization"):
             reports = regularization_reports(self.trainer, self.model)
@@ -323,6 +328,22 @@ def check_parts_agree(model: Any, datamodule: Any, trainer: Optional[L.Trainer],
         model.check_data(datamodule, world_size=world_size, training=training)
     if training and trainer is not None and isinstance(model, L.LightningModule):
         check_training_memory(model, trainer.strategy.root_device, processes=trainer.num_devices)
+def check_manual_optimization(trainer: L.Trainer, model: L.LightningModule) -> None:
+    """A task that steps its optimizers itself (the GAN: G and D in turn) cannot take the Trainer
+    flags and callbacks that step them for it; say so before the run folder exists, not after the
+    first batch in a traceback."""
+    if model.automatic_optimization:
+        return
+    why = (f"{type(model).__name__} optimizes by hand (manual optimization: its own steps for each "
+           "optimizer), which Lightning's {what} cannot apply; remove it")
+    if trainer.gradient_clip_val:
+        raise BadInput(why.format(what="gradient clipping"), "trainer.gradient_clip_val")
+    if trainer.accumulate_grad_batches != 1:
+        raise BadInput(why.format(what="gradient accumulation") + " (or use a larger batch_size)",
+                       "trainer.accumulate_grad_batches")
+    if any(isinstance(c, StochasticWeightAveraging) for c in getattr(trainer, "callbacks", [])):
+        raise BadInput(why.format(what="StochasticWeightAveraging") + " (the GAN averages G itself: ema_decay)"
+                       if hasattr(model, "ema") else why.format(what="StochasticWeightAveraging"), "trainer.callbacks")
 
 
 def check_parsed_recipe(config: Any) -> None:

@@ -1,5 +1,5 @@
-"""The ``regkit`` command: ``regkit list`` and plugin loading here, ``regkit compare`` in
-regkit/compare/; ``fit|validate|test|predict`` go to LightningCLI (regkit/cli/lightning.py),
+"""The ``regkit`` command: ``regkit list`` and plugin loading here, ``regkit recipes`` in
+regkit/cli/shipped_recipes.py, ``regkit compare`` in regkit/compare/; ``fit|validate|test|predict`` go to LightningCLI (regkit/cli/lightning.py),
 imported only then so ``regkit list`` starts fast.
 
 ``--plugins A[,B]`` (before the subcommand, repeatable) and the environment variable
@@ -99,19 +99,24 @@ def _main(argv: list[str]) -> int:
     argv, local_plugins = _pop_plugins(argv)
     for plugin in local_plugins:
         load_plugin(plugin)
+    from regkit.cli import shipped_recipes
+
     if argv and argv[0] == "compare":
         from regkit.compare import main as compare
 
-        return compare(argv[1:], plugins=local_plugins)  # every `regkit fit` it starts loads them too
-    if argv and argv[0] == "list":
+        # every `regkit fit` it starts loads the plugins too; `--config gan` names a shipped recipe
+        return compare(shipped_recipes.resolve_names(argv[1:]), plugins=local_plugins)
+
+    if argv and argv[0] in ("list", "recipes"):
         try:
-            return list_command(argv[1:])
+            return list_command(argv[1:]) if argv[0] == "list" else shipped_recipes.recipes_command(argv[1:])
         except BrokenPipeError:  # `regkit list | head`: the reader left, which is fine
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
     from regkit.cli import warnings_filter
     from regkit.cli.recipe_files import check_recipe_files
 
+    argv = shipped_recipes.resolve_names(argv)  # `--config gan`: the shipped recipe, from any directory
     check_recipe_files(argv)
     from regkit.cli.lightning import RegkitCLI
 

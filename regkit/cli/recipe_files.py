@@ -66,7 +66,9 @@ def check_recipe_files(argv: list[str]) -> None:
             continue  # an inline recipe, which jsonargparse checks
         file = Path(path)
         if not file.is_file():
-            what = "is a directory, not a recipe file" if file.is_dir() else "no such file"
+            from regkit.cli.shipped_recipes import close_matches
+
+            what = "is a directory, not a recipe file" if file.is_dir() else "no such file" + close_matches(path)
             raise BadInput(what, f"--config {path}")
         try:
             text = file.read_text(encoding="utf-8")
