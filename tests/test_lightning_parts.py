@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from regkit.cli import main
+from conftest import regkit_main
 
 QUICK = ["--trainer.max_steps", "4", "--trainer.limit_val_batches", "2", "--trainer.val_check_interval", "2",
          "--test_after_fit", "false", "--trainer.enable_progress_bar", "false", "--data.init_args.limit_train", "1024"]
@@ -66,7 +66,8 @@ CASES: list[tuple[str, list[str], Callable[[Path], None]]] = [
 @pytest.mark.parametrize("args, works", [pytest.param(a, w, id=name) for name, a, w in CASES])
 def test_a_lightning_part_runs_with_a_regkit_recipe(args: list[str], works: Callable[[Path], None]) -> None:
     Path("user_checkpoint.yaml").write_text(USER_CHECKPOINT)
-    assert main(["fit", "--config", "mlp_dropout", *args, "--run_dir", "run", *QUICK]) == 0
+    result = regkit_main("fit", "--config", "mlp_dropout", *args, "--run_dir", "run", *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert works(Path("run"))
     assert not Path("lightning_logs").exists() and not Path("checkpoints").exists()  # nothing outside the run
 
@@ -78,8 +79,9 @@ def test_a_lightning_part_runs_with_a_regkit_recipe(args: list[str], works: Call
                  "trainer.callbacks", id="swa"),
 ])
 def test_what_the_gans_manual_optimization_cannot_take_exits_2_before_the_run(
-        args: list[str], key: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fit", "--config", "gan", *args, "--run_dir", "run", *QUICK]) == 2
-    err = capsys.readouterr().err
+        args: list[str], key: str) -> None:
+    result = regkit_main("fit", "--config", "gan", *args, "--run_dir", "run", *QUICK)
+    err = result.stderr
+    assert result.returncode == 2, err[-3000:]
     assert f"error: {key}: GAN optimizes by hand (manual optimization" in err and "remove it" in err
     assert not Path("run").exists()

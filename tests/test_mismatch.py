@@ -186,8 +186,12 @@ def test_a_network_too_large_for_the_memory_limit_stops_before_the_run(tmp_path:
     import resource
     import subprocess
 
-    status = Path("/proc/self/status").read_text().splitlines()
-    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    # what a fresh process takes once torch, Lightning and regkit's CLI are imported (not this pytest
+    # process, whose size depends on the tests that ran before: inductor's, say)
+    probe = ("import pathlib, lightning, torch, regkit.cli.lightning; print(next(int(l.split()[1]) * 1024 for l in "
+             "pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmSize:')))")
+    size = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                              timeout=300).stdout.split()[-1])
     limit = size + int(1.25 * 2**30)
 
     def limited() -> None:
