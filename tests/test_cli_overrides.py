@@ -21,9 +21,10 @@ def test_override_merge_sets_one_key_and_keeps_the_rest():
 
 def test_only_options_that_may_reach_inside_a_component_are_merged():
     for key in ("model.init_args.network.dropout.p", "model.init_args.network.hidden", "model.network.hidden",
-                "model.init_args.penalties.0.strength", "model.init_args.critic.init_args.dropout.p"):
+                "model.init_args.penalties.0.strength", "model.init_args.critic.init_args.dropout.p",
+                "model.init_args.network.init_args.depth", "model.init_args.optimizer.init_args.lr"):
         assert may_reach_a_component(key), key
-    for key in ("model.init_args.optimizer.init_args.lr", "data.init_args.batch_size", "trainer.max_epochs",
+    for key in ("data.init_args.batch_size", "trainer.max_epochs",
                 "trainer.callbacks.0.init_args.num_samples", "trainer.logger.init_args.project", "checkpoint.monitor"):
         assert not may_reach_a_component(key), key  # a class_path's argument or a plain option
 
@@ -70,3 +71,13 @@ def test_print_config_is_itself_a_valid_recipe(tmp_path):
     again = regkit_main("fit", "--config", str(path), "--print_config")
     assert again.returncode == 0, again.stderr
     assert yaml.safe_load(again.stdout) == yaml.safe_load(printed.stdout)
+
+
+def test_an_argument_of_a_class_path_network_is_set_from_the_command_line():
+    """``--model.init_args.network.init_args.X`` reaches a network given by class_path (a Hugging Face
+    model here) as ``init_args.X`` of the optimizer reaches the optimizer; the rest is kept."""
+    key = "--model.init_args.network.init_args.config.init_args.hidden_size"
+    network = _printed_network("--config", str(RECIPES / "hf_vit_dropout.yaml"), key, "32",
+                               "--model.init_args.optimizer.init_args.lr", "0.01")
+    config = network["init_args"]["config"]["init_args"]
+    assert config["hidden_size"] == 32 and config["num_hidden_layers"] == 4

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import RECIPES, regkit_main, run_regkit
+from conftest import RECIPES, regkit_main, require_recipe_packages, run_regkit
 
 KILLER = """
 import os
@@ -63,10 +63,15 @@ CASES = {
         "--model.init_args.network.hidden", "[64]", "--data.init_args.limit_train", "1280",
         "--trainer.limit_val_batches", "2", "--test_after_fit", "false", "--model.init_args.compile", "true",
         "--model.init_args.network.dropout.p", "{schedule: linear, start: 0.1, end: 0.5}"], 16, 2, [7]),
+    # a timm ResNet-18 regularized by the recipe's rules (DropBlock, drop-path by depth): the inserted
+    # modules' draws continue exactly too (needs timm: .ci/timm runs it)
+    "timm": ("timm_resnet_dropblock.yaml", [
+        "--data.init_args.limit_train", "640", "--data.init_args.batch_size", "64", "--trainer.limit_val_batches", "1",
+        "--test_after_fit", "false", "--model.init_args.network.init_args.zero_init_last", "false"], 12, 2, [7]),
     "gan": ("gan.yaml", ["--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "1",
                          "--model.init_args.metrics", "false"], 30, 4, [10, 20]),  # 2 steps (D and G) per batch, 20 per epoch
 }
-SLOW = {"language_model", "gan", "compiled"}  # the classifier's runs the default suite; `-m slow` runs all three
+SLOW = {"language_model", "gan", "compiled", "timm"}  # the classifier's runs the default suite; `-m slow` runs all three
 
 
 def checkpoint(path: Path) -> dict:
@@ -112,6 +117,7 @@ def test_killed_run_resumes_with_bit_identical_weights(case: str, tmp_path: Path
     states, data position, TBPTT state, the GAN's step counter and EMA are all in the checkpoint),
     in the same run folder and W&B run."""
     recipe, extra, steps, every, kills = CASES[case]
+    require_recipe_packages(RECIPES / recipe)
     args = ["fit", "--config", str(RECIPES / recipe), *extra, *QUIET, "--checkpoint.every_n_train_steps", str(every),
             "--trainer.max_steps", str(steps)]
     whole = run_regkit(*args, "--run_dir", "uninterrupted")

@@ -29,13 +29,16 @@ from regkit.registry.spec import InvalidSpec, Spec, to_config
 def may_reach_a_component(key: str) -> bool:
     """Whether the option ``key`` may set something inside a component: a slot and a key inside it
     after the last ``init_args`` (``model.init_args.network.dropout.p``, ``model.init_args.network.hidden``),
-    or three keys without ``init_args`` (``model.network.hidden``). A key of a class given by
-    class_path (``model.init_args.optimizer.init_args.lr``, ``data.init_args.batch_size``) cannot:
-    jsonargparse merges those itself."""
+    or three keys without ``init_args`` (``model.network.hidden``), or an argument of a class given by
+    class_path inside a task's argument (``model.init_args.network.init_args.depth``: merged when the
+    network slot holds it, left to jsonargparse for ``model.init_args.optimizer.init_args.lr``). A key
+    of a top-level class (``data.init_args.batch_size``) cannot: jsonargparse merges those itself."""
     keys = key.split(".")
     if "init_args" in keys:
         last = len(keys) - 1 - keys[::-1].index("init_args")
-        return len(keys) - last - 1 >= 2
+        # or an argument of a class given by class_path inside a slot (a foreign network:
+        # model.init_args.network.init_args.depth): the parsed recipe tells whether that slot is a component
+        return len(keys) - last - 1 >= 2 or keys.count("init_args") >= 2
     return len(keys) >= 3
 
 
