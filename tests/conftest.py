@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -22,8 +23,10 @@ FASHION_INSTALL = "apt-get install dataset-fashion-mnist (as root), or --data.in
 
 
 @pytest.fixture(autouse=True)
-def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in its own directory with W&B offline, so nothing is uploaded or shared."""
+def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs in its own directory with W&B offline, so nothing is uploaded or shared; a W&B
+    run a test left open (regkit.cli.main called directly) ends with the test, as with a process, so
+    the next test's run is its own."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -31,6 +34,10 @@ def _offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # inherits it would hand its run to this process's service, which finishes writing it later.
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
     monkeypatch.chdir(tmp_path)
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
 
 
 def regkit_main(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -53,5 +53,5 @@ def test_a_checkpoint_in_the_earlier_hparams_format_still_loads(tmp_path):
     assert torch.equal(loaded.network.layers[1].weight, model.network.layers[1].weight)
     # and the new format: plain values and the class path, nothing else
     assert set(model.hparams) == {"_class_path", "network", "num_classes", "mc_samples", "penalties", "constraints",
-                                  "regularize"}
+                                  "regularize", "compile", "channels_last"}
     assert model.hparams["_class_path"] == "regkit.tasks.classifier.Classifier"

@@ -8,31 +8,27 @@ inductor's code generation, seconds instead of minutes on a CPU); the ``slow`` o
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
-from regkit import cli
 from regkit.components.regularizers.base import DropoutBase
 from regkit.cli.lightning import RegkitCLI
 
-from conftest import RECIPES
+from conftest import RECIPES, regkit_main
 
 SMALL = ["--trainer.max_steps=3", "--trainer.limit_val_batches=1", "--test_after_fit=false",
          "--trainer.num_sanity_val_steps=0", "--trainer.enable_checkpointing=false"]
 
 
 def fit(*args: str) -> str:
-    """``regkit fit ARGS`` in this process; returns what it printed (it must exit 0)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = cli.main(["fit", *args])
-    assert code in (0, None), out.getvalue()[-3000:]
-    return out.getvalue()
+    """``regkit fit ARGS`` in this process (conftest.regkit_main: the W&B run ends with it); returns
+    what it printed (it must exit 0)."""
+    result = regkit_main("fit", *args)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    return result.stdout + result.stderr
 
 
 def speed_line(output: str) -> str:
