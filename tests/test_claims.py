@@ -55,9 +55,9 @@ def test_claims_page_says_not_measured_with_the_command_when_nothing_ran(tmp_pat
     done = _claims(tmp_path, "--report-only")
     assert done.returncode == 0, done.stderr[-3000:]
     page = (tmp_path / "docs" / "claims.md").read_text()
-    for claim in ("S0", "S1", "S2", "S3", "S4"):
+    for claim in ("S0", "S1", "S2", "S3", "S4", "E1", "E2"):
         assert f"## {claim}:" in page
-    assert page.count("Not measured in this session") == 5
+    assert page.count("Not measured in this session") == 7
     assert "python benchmarks/claims.py --only S1" in page
     assert "regkit compare --vary config=recipes/mlp_no_dropout.yaml," in page
     assert json.loads((tmp_path / "claims.json").read_text())["records"] == []
@@ -70,7 +70,7 @@ def test_claims_tiny_budget_writes_table_picture_and_records(tmp_path):
     page = (tmp_path / "docs" / "claims.md").read_text()
     assert "| attn_dropout=0.0 | 2 |" in page and "| attn_dropout=0.1 | 2 |" in page
     assert (tmp_path / "docs" / "images" / "claims_S0.png").exists()
-    assert page.count("Not measured in this session") == 4
+    assert page.count("Not measured in this session") == 6
     records = json.loads((tmp_path / "claims.json").read_text())["records"]
     assert {(r["claim"], r["setting"], r["seed"]) for r in records} == {
         ("S0", f"attn_dropout={p}", seed) for p in ("0.0", "0.1") for seed in (0, 1)}
