@@ -73,11 +73,16 @@ def test_print_config_is_itself_a_valid_recipe(tmp_path):
     assert yaml.safe_load(again.stdout) == yaml.safe_load(printed.stdout)
 
 
-def test_an_argument_of_a_class_path_network_is_set_from_the_command_line():
-    """``--model.init_args.network.init_args.X`` reaches a network given by class_path (a Hugging Face
-    model here) as ``init_args.X`` of the optimizer reaches the optimizer; the rest is kept."""
-    key = "--model.init_args.network.init_args.config.init_args.hidden_size"
-    network = _printed_network("--config", str(RECIPES / "hf_vit_dropout.yaml"), key, "32",
+def test_an_argument_of_a_class_path_network_is_set_from_the_command_line(tmp_path):
+    """``--model.init_args.network.init_args.X`` reaches a network given by class_path (timm's
+    ``zero_init_last``, a Hugging Face config's size) as ``init_args.X`` of the optimizer reaches the
+    optimizer; the rest is kept. It was refused as "a network that is not there"."""
+    recipe = yaml.safe_load((RECIPES / "mlp_dropout.yaml").read_text())
+    recipe["model"]["init_args"]["network"] = {"class_path": "torch.nn.Bilinear",
+                                               "init_args": {"in1_features": 4, "in2_features": 4, "out_features": 10}}
+    path = tmp_path / "foreign.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    network = _printed_network("--config", str(path), "--model.init_args.network.init_args.out_features", "5",
                                "--model.init_args.optimizer.init_args.lr", "0.01")
-    config = network["init_args"]["config"]["init_args"]
-    assert config["hidden_size"] == 32 and config["num_hidden_layers"] == 4
+    assert network == {"class_path": "torch.nn.Bilinear",
+                       "init_args": {"in1_features": 4, "in2_features": 4, "out_features": 5}}
