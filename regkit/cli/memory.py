@@ -18,20 +18,11 @@ from regkit.errors import BadInput
 GIB = 1024**3
 
 
-def _meminfo(name: str) -> Optional[int]:
+def _proc_bytes(path: str, name: str) -> Optional[int]:
+    """The ``name:  N kB`` line of a /proc file, in bytes (None where there is no such file or line)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             if line.startswith(name + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _vm_size() -> Optional[int]:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -55,14 +46,14 @@ def free_cpu_memory() -> tuple[Optional[int], str]:
     """Bytes this process can still allocate, and what bounds it: the machine's ``MemAvailable``,
     a cgroup's ``memory.max``, or the address-space limit (``ulimit -v``), whichever is least."""
     found: list[tuple[int, str]] = []
-    available = _meminfo("MemAvailable")
+    available = _proc_bytes("/proc/meminfo", "MemAvailable")
     if available is not None:
         found.append((available, "MemAvailable in /proc/meminfo"))
     cgroup = _cgroup_free()
     if cgroup is not None:
         found.append((cgroup, "the cgroup's memory.max"))
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    size = _vm_size()
+    size = _proc_bytes("/proc/self/status", "VmSize")
     if soft != resource.RLIM_INFINITY and size is not None:
         found.append((soft - size, "the address-space limit (ulimit -v)"))
     return min(found) if found else (None, "")

@@ -10,6 +10,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from regkit.gan.generators import image_mismatch, upsampling_plan
 from regkit.components.layouts import FEATURES, MAPS
 from regkit.networks.slots import Activation, activation_layer, fill
+from regkit.networks.cnn import conv_stack_mismatch
 from regkit.registry import register
 from regkit.registry import NormSpec, RegularizerSpec
 from regkit.errors import check
@@ -71,17 +72,9 @@ class DCGANDiscriminator(nn.Module):
 
     def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
         """``(argument, its value, the value that fits)`` when images of ``shape`` (C, H, W) cannot
-        go through, else None. Exact: each stride-2 conv halves H and W (rounding down), and the
-        last Linear was sized for ``image_size``."""
-        if len(shape) != 3:
-            return None
-        channels, height, width = shape
-        if channels != self.channels:
-            return "channels", self.channels, channels
-        end = self.image_size // 2**self.stages
-        if (height // 2**self.stages, width // 2**self.stages) != (end, end):
-            return "image_size", self.image_size, height if height == width else f"none ({height}x{width} is not square)"
-        return None
+        go through, else None (:func:`regkit.networks.cnn.conv_stack_mismatch`: each stride-2 conv
+        halves H and W, the last Linear was sized for ``image_size``)."""
+        return conv_stack_mismatch(shape, "channels", self.channels, self.image_size, self.stages)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).squeeze(-1)

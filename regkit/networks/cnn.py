@@ -71,17 +71,24 @@ class SmallCNN(nn.Module):
 
     def input_mismatch(self, shape: tuple[int, ...]) -> Optional[tuple[str, int, object]]:
         """``(argument, its value, the value that fits)`` when images of ``shape`` (C, H, W) cannot
-        go through, else None. Exact: each stage halves H and W (rounding down), and the head was
-        sized for ``image_size``; images that end at the same size fit (29x29 as well as 28x28)."""
-        if len(shape) != 3:
-            return None  # not images: the dry forward reports it
-        channels, height, width = shape
-        if channels != self.in_channels:
-            return "in_channels", self.in_channels, channels
-        end = self.image_size // 2**self.stages
-        if (height // 2**self.stages, width // 2**self.stages) != (end, end):
-            return "image_size", self.image_size, height if height == width else f"none ({height}x{width} is not square)"
-        return None
+        go through, else None (:func:`conv_stack_mismatch`; 29x29 fits as well as 28x28)."""
+        return conv_stack_mismatch(shape, "in_channels", self.in_channels, self.image_size, self.stages)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+def conv_stack_mismatch(shape: tuple[int, ...], channels_argument: str, channels: int, image_size: int,
+                        stages: int) -> Optional[tuple[str, int, object]]:
+    """Whether (C, H, W) images go through ``stages`` stride-2 convolutions whose head was sized for
+    ``image_size``: ``(argument, its value, the value that fits)`` when not, else None. Exact: each
+    stage halves H and W (rounding down), so images that end at the head's size fit."""
+    if len(shape) != 3:
+        return None  # not images: the dry forward reports it
+    got_channels, height, width = shape
+    if got_channels != channels:
+        return channels_argument, channels, got_channels
+    end = image_size // 2**stages
+    if (height // 2**stages, width // 2**stages) != (end, end):
+        return "image_size", image_size, height if height == width else f"none ({height}x{width} is not square)"
+    return None
