@@ -142,10 +142,13 @@ class Stamps:
         return torch.stack(self.losses)
 
 
-def hand_loop(network: torch.nn.Module, data: DataLoader, steps: int, seed: int = SEED) -> Stamps:
-    """What one writes without a framework: Adam, cross-entropy, backward, step."""
+def hand_loop(network: torch.nn.Module, data: DataLoader, steps: int, seed: int = SEED,
+              optimizer_of: Callable[[Any], torch.optim.Optimizer] = adam,
+              logits_of: Callable[[Any], torch.Tensor] = lambda output: output) -> Stamps:
+    """What one writes without a framework: Adam (or ``optimizer_of``), cross-entropy on the
+    network's logits (``logits_of`` its output), backward, step."""
     stamps = Stamps()
-    optimizer = adam(network.parameters())
+    optimizer = optimizer_of(network.parameters())
     network.train()
     step = 0
     while step < steps:
@@ -156,8 +159,7 @@ def hand_loop(network: torch.nn.Module, data: DataLoader, steps: int, seed: int 
             torch.manual_seed(seed)
         for x, y in batches:
             stamps.start()
-            logits = network(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits_of(network(x)), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

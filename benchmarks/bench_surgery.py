@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_overhead import Stamps, loader, mnist_batches, seed_at_train_start, trainer_callback  # noqa: E402
+from bench_overhead import Stamps, hand_loop, loader, mnist_batches, seed_at_train_start, trainer_callback  # noqa: E402
 from common import median_iqr, print_table, row  # noqa: E402
 
 BENCHMARK = "surgery"
@@ -78,29 +77,6 @@ def logits(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.logits
 
 
-def hand_loop(model: nn.Module, data: Any, steps: int) -> Stamps:
-    stamps = Stamps()
-    optimizer = adamw(model.parameters())
-    model.train()
-    step = 0
-    while step < steps:
-        batches = iter(data)
-        if step == 0:
-            torch.manual_seed(SEED)
-        for x, y in batches:
-            stamps.start()
-            loss = F.cross_entropy(logits(model(x)), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            stamps.losses.append(loss.detach())
-            step += 1
-            if step == steps:
-                break
-    stamps.stop()
-    return stamps
-
-
 def regkit_run(data: Any, steps: int) -> Stamps:
     import lightning as L
 
@@ -123,7 +99,7 @@ def run(quick: bool = False, repeats: int = 0) -> list[dict]:
     repeats = repeats or int(os.environ.get("REGKIT_BENCH_REPEATS", "0")) or default_repeats
     data = loader(mnist_batches(steps * BATCH_SIZE), BATCH_SIZE)
     fns: dict[str, Callable[[int], Stamps]] = {
-        "hand": lambda n: hand_loop(by_hand(), data, n),
+        "hand": lambda n: hand_loop(by_hand(), data, n, SEED, optimizer_of=adamw, logits_of=logits),
         "regkit": lambda n: regkit_run(data, n),
     }
     for fn in fns.values():

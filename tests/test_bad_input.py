@@ -9,8 +9,6 @@ to check what a user's terminal sees.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import RECIPES, ROOT, require_plugin, run_regkit
+from conftest import RECIPES, ROOT, regkit_main, require_plugin, run_regkit
 
 DELETE = object()
 PLUGIN_RECIPES = ROOT / "plugins"
@@ -262,18 +260,10 @@ def _command(case: Case, tmp: Path) -> list[str]:
 
 
 def _run_in_process(argv: list[str]) -> tuple[int, str]:
-    """``regkit ARGV`` in this process: its exit code and everything it printed. An exception that
-    escapes ``main`` would be a traceback on the user's terminal, so it fails the test."""
-    from regkit import cli
-
-    out = io.StringIO()
-    code: Any
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exit_:
-            code = exit_.code
-    return (code if isinstance(code, int) else 1), out.getvalue()
+    """``regkit ARGV`` in this process (conftest.regkit_main): its exit code and everything it printed.
+    An exception that escapes ``main`` would be a traceback on the user's terminal, so it fails the test."""
+    result = regkit_main(*argv)
+    return result.returncode, result.stdout + result.stderr
 
 
 def _last_line(output: str) -> str:

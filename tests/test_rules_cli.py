@@ -4,19 +4,16 @@ a model regkit did not build (here a user's own class) trains, and its checkpoin
 recipe that names it, and is refused without it."""
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 import yaml
 
-from conftest import RECIPES
+from conftest import RECIPES, regkit_main
 
 TINY = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--test_after_fit", "false",
@@ -49,17 +46,10 @@ RULES = [
 
 
 def regkit(*argv: str) -> tuple[int, str]:
-    """``regkit ARGV`` in this process: exit code and all output (a traceback fails the caller)."""
-    from regkit import cli
-
-    out = io.StringIO()
-    code: Any
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exit_:
-            code = exit_.code
-    return (code if isinstance(code, int) else 1), out.getvalue()
+    """``regkit ARGV`` in this process (conftest.regkit_main): exit code and all output (a traceback
+    fails the caller)."""
+    result = regkit_main(*argv)
+    return result.returncode, result.stdout + result.stderr
 
 
 @pytest.fixture
