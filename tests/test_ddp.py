@@ -8,6 +8,7 @@ Lightning's DistributedSampler without shuffling) and nothing is padded or dupli
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.stra
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
          "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "logs"]
 EXAMPLE = ROOT / "examples" / "my_components.py"
+
+
+def with_pythonpath(folder: Path) -> str:
+    """PYTHONPATH with ``folder`` first, keeping the caller's (a worktree's regkit before the installed one)."""
+    return os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def logged(tmp_path: Path) -> dict[str, float]:
@@ -131,7 +137,7 @@ def test_ddp_processes_draw_different_dropout_masks_and_rank_0_keeps_the_one_pro
             "--trainer.accelerator", "cpu", "--trainer.devices", devices, "--trainer.strategy", "ddp",
             "--trainer.callbacks+", "mask_probe.NextMask", "--trainer.max_steps", "1",
             "--data.init_args.limit_train", "512", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
-            timeout=300, env={"PYTHONPATH": str(tmp_path)},
+            timeout=300, env={"PYTHONPATH": with_pythonpath(tmp_path)},
         )
         assert proc.returncode == 0, proc.stderr[-4000:]
     rank0, rank1, alone = (torch.load(tmp_path / f"mask-{n}.pt") for n in ("2-0", "2-1", "1-0"))
@@ -170,7 +176,7 @@ def test_a_schedule_gives_every_ddp_process_the_same_rate_at_each_step(tmp_path:
         "--model.init_args.network.dropout", "{name: dropout, p: {schedule: linear, start: 0.0, end: 0.3}}",
         "--trainer.callbacks+", "rate_probe.Rates", "--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1",
         "--data.init_args.limit_train", "1024", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
-        timeout=300, env={"PYTHONPATH": str(tmp_path)},
+        timeout=300, env={"PYTHONPATH": with_pythonpath(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     import json
@@ -182,3 +188,35 @@ def test_a_schedule_gives_every_ddp_process_the_same_rate_at_each_step(tmp_path:
     scheduled = [sorted({p for p in step.values() if p != 0.2}) for step in rank0]
     assert scheduled == [[pytest.approx(0.3 * s / 4)] for s in range(4)], rank0
     assert "train/schedule/" in next(tmp_path.glob("logs/**/metrics.csv")).read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("backend", [
+    "aot_eager",  # AOTAutograd + functionalized RNG, no code generation: quick
+    pytest.param("inductor", marks=pytest.mark.slow),  # torch.compile's default: C++ code generation on CPU
+])
+def test_ddp_with_compile_keeps_one_graph_under_a_rate_schedule(tmp_path: Path, backend: str) -> None:
+    """DDP + torch.compile on 2 CPU processes (issue #27; pytorch/pytorch#196227: DDP + compile crashing
+    on recompiled stochastic blocks): the scheduled dropout rate changes every step, yet nothing
+    recompiles (the rate is a tensor buffer, not a Python float guarded by dynamo), both processes see
+    the same rates, and the run ends with a checkpoint. Validation is off: its no_grad pass is a second
+    graph by design (dynamo guards on grad mode), which would read as a recompile here."""
+    (tmp_path / "rate_probe.py").write_text(RATE_PROBE)
+    proc = run_regkit(
+        "fit", "--config", str(RECIPES / "mlp_dropout.yaml"), *QUIET,
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--model.init_args.compile", f"{{backend: {backend}, fullgraph: true}}",
+        "--model.init_args.network.dropout", "{name: dropout, p: {schedule: linear, start: 0.0, end: 0.3}}",
+        "--trainer.callbacks+", "rate_probe.Rates", "--trainer.max_steps", "4", "--trainer.log_every_n_steps", "1",
+        "--data.init_args.limit_train", "1024", "--trainer.limit_val_batches", "0", "--test_after_fit", "false",
+        timeout=900, env={"PYTHONPATH": with_pythonpath(tmp_path), "TORCH_LOGS": "recompiles"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "compile" in proc.stdout  # the run summary names the switch
+    assert "Recompiling" not in proc.stderr, proc.stderr[-4000:]
+    import json
+
+    rank0, rank1 = (json.loads((tmp_path / f"rates-{r}.json").read_text()) for r in (0, 1))
+    assert rank0 == rank1 and len(rank0) == 4
+    assert len({p for step in rank0 for p in step.values()}) > 2  # the rate did change between steps
+    ckpt = torch.load(next(tmp_path.glob("logs/**/checkpoints/last.ckpt")), weights_only=True)
+    assert ckpt["global_step"] == 4
