@@ -24,7 +24,9 @@ One rule for every task, logger and callback::
 
 Under DDP the launching process decides and passes the folder to the processes it starts (the
 ``REGKIT_RUN`` environment variable), so all ranks write into the same run. Processes started
-by an outside launcher (torchrun, srun) cannot agree on a random id: give them ``--run_dir``.
+by an outside launcher (torchrun, srun) cannot agree on a random id: the run id is the launcher's
+job id instead (``slurm-<SLURM_JOB_ID>``, ``torchrun-<--rdzv-id>``: regkit.cli.launcher_id), and
+``--ckpt_path auto`` resumes that folder only (a requeued job continues itself, never another job's run).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regkit.cli.error_report import fail
+from regkit.cli.launcher_id import launcher_id
 from regkit.registry import snake_case
 
 ENV = "REGKIT_RUN"
@@ -130,14 +133,18 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     """Where this command writes, which checkpoint it loads, and the W&B run id (see regkit.cli.run_folder)."""
     root, name = run_root(config), run_name(config)
     given_dir = config.get("run_dir")
+    job = None if given_dir else launcher_id()  # torchrun / srun: the folder named after the job
+    job_dir = Path(root, name, job.run_id) if job is not None else None
     ckpt: Optional[Path] = None
     resume = False
     if ckpt_request in ("last", "auto"):
         if ckpt_request == "auto" and subcommand != "fit":
             fail(f"--ckpt_path auto is for fit (resume if there is a checkpoint, else start); "
                  f"give {subcommand} a checkpoint file or 'last'")
-        if given_dir:
-            candidate = Path(given_dir, "checkpoints", "last.ckpt")
+        own_dir = given_dir or (job_dir if job_dir is not None and (
+            ckpt_request == "auto" or Path(job_dir, "checkpoints", "last.ckpt").is_file()) else None)
+        if own_dir:
+            candidate = Path(own_dir, "checkpoints", "last.ckpt")
             ckpt = candidate if candidate.is_file() else None
             where = str(candidate)
         else:
@@ -157,7 +164,13 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     elif given_dir:
         run_dir = Path(given_dir)
     elif subcommand != "fit" and ckpt is not None and run_of_checkpoint(ckpt) is not None:
-        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{new_run_id()}"  # type: ignore[operator]
+        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{job.run_id if job else new_run_id()}"  # type: ignore[operator]
+    elif job is not None and job_dir is not None:
+        run_dir = job_dir if subcommand == "fit" else job_dir.with_name(f"{subcommand}-{job.run_id}")
+        if subcommand == "fit" and Path(job_dir, "checkpoints", "last.ckpt").is_file():
+            fail(f"{job_dir}, the run folder of {job.source}, already holds a run: continue it with "
+                 "--ckpt_path auto (what a requeued job script passes), or give this run its own "
+                 "folder with --run_dir PATH")
     else:
         run_dir = Path(root, name, new_run_id())
     return {
