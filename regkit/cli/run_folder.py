@@ -135,16 +135,17 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     given_dir = config.get("run_dir")
     job = None if given_dir else launcher_id()  # torchrun / srun: the folder named after the job
     job_dir = Path(root, name, job.run_id) if job is not None else None
+    job_ckpt = job_dir is not None and any(Path(job_dir, "checkpoints").glob("*.ckpt"))
+    if job_dir is not None and subcommand == "fit" and (ckpt_request == "auto" or ckpt_request == "last" and job_ckpt):
+        given_dir = str(job_dir)  # the job resumes (or starts) its own run, as in --run_dir
     ckpt: Optional[Path] = None
     resume = False
     if ckpt_request in ("last", "auto"):
         if ckpt_request == "auto" and subcommand != "fit":
             fail(f"--ckpt_path auto is for fit (resume if there is a checkpoint, else start); "
                  f"give {subcommand} a checkpoint file or 'last'")
-        own_dir = given_dir or (job_dir if job_dir is not None and (
-            ckpt_request == "auto" or Path(job_dir, "checkpoints", "last.ckpt").is_file()) else None)
-        if own_dir:
-            candidate = Path(own_dir, "checkpoints", "last.ckpt")
+        if given_dir:
+            candidate = Path(given_dir, "checkpoints", "last.ckpt")
             ckpt = candidate if candidate.is_file() else None
             where = str(candidate)
         else:
@@ -167,7 +168,7 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
         run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{job.run_id if job else new_run_id()}"  # type: ignore[operator]
     elif job is not None and job_dir is not None:
         run_dir = job_dir if subcommand == "fit" else job_dir.with_name(f"{subcommand}-{job.run_id}")
-        if subcommand == "fit" and Path(job_dir, "checkpoints", "last.ckpt").is_file():
+        if subcommand == "fit" and job_ckpt:
             fail(f"{job_dir}, the run folder of {job.source}, already holds a run: continue it with "
                  "--ckpt_path auto (what a requeued job script passes), or give this run its own "
                  "folder with --run_dir PATH")
