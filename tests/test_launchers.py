@@ -86,15 +86,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def two_nodes(*args: str) -> list[subprocess.CompletedProcess]:
+def two_nodes(rdzv_id: str, *args: str) -> list[subprocess.CompletedProcess]:
     """``torchrun --nnodes 2 --nproc_per_node 1 --node_rank R`` for R = 0, 1 at once on 127.0.0.1
-    (two simulated nodes sharing this filesystem), each running ``regkit ARGS``."""
+    (two simulated nodes sharing this filesystem; static rendezvous, ``--rdzv-id`` if given), each
+    running ``regkit ARGS``."""
     port, env = free_port(), {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("WANDB_SERVICE", None)
     procs = [
         subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                           "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", str(port),
-                          "--rdzv-id", "exp7", "-m", "regkit", *args],
+                          *(["--rdzv-id", rdzv_id] if rdzv_id else []), "-m", "regkit", *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for rank in (0, 1)
     ]
@@ -106,20 +107,24 @@ def two_nodes(*args: str) -> list[subprocess.CompletedProcess]:
 
 
 @pytest.mark.slow
-def test_two_torchrun_nodes_write_one_run_folder_and_a_second_launch_resumes_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rdzv_id", ["exp7", ""], ids=["rdzv_id", "no_rdzv_id"])
+def test_two_torchrun_nodes_write_one_run_folder_and_a_second_launch_resumes_it(tmp_path: Path, rdzv_id: str) -> None:
     nodes = ["--trainer.accelerator", "cpu", "--trainer.num_nodes", "2", "--trainer.devices", "1",
              "--trainer.strategy", "ddp"]
-    for node in two_nodes(*MLP, *nodes, "--trainer.max_steps", "2", "--ckpt_path", "auto"):
+    for node in two_nodes(rdzv_id, *MLP, *nodes, "--trainer.max_steps", "2", "--ckpt_path", "auto"):
         assert node.returncode == 0, node.stderr[-3000:]
     (run,) = (tmp_path / "runs" / "mlp_dropout").iterdir()  # not one folder per node
-    assert run.name == "torchrun-exp7"
+    if rdzv_id:
+        assert run.name == "torchrun-exp7"
+    # else a new id of regkit's kind, agreed through torchrun's store
     last = run / "checkpoints" / "last.ckpt"
     assert steps(last) == 2  # rank 0 saved it, into the folder both nodes chose
 
-    resumed = two_nodes(*MLP, *nodes, "--trainer.max_steps", "4", "--ckpt_path", "auto")
+    # the same launch again: with --rdzv-id its folder; without, the latest run of the recipe
+    resumed = two_nodes(rdzv_id, *MLP, *nodes, "--trainer.max_steps", "4", "--ckpt_path", "auto")
     for node in resumed:
         assert node.returncode == 0, node.stderr[-3000:]
-    assert "Restoring states from the checkpoint path at runs/mlp_dropout/torchrun-exp7/checkpoints/last.ckpt" in (
+    assert f"Restoring states from the checkpoint path at {last.relative_to(tmp_path)}" in (
         resumed[0].stdout + resumed[0].stderr)
-    assert [p.name for p in (tmp_path / "runs" / "mlp_dropout").iterdir()] == ["torchrun-exp7"]
+    assert [p.name for p in (tmp_path / "runs" / "mlp_dropout").iterdir()] == [run.name]
     assert steps(last) == 4

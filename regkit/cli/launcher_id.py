@@ -10,12 +10,18 @@ run id (:func:`regkit.cli.run_folder.new_run_id`); they all see the launcher's j
   ``torchrun-<ID>``. ``--standalone`` picks a new random one per launch.
 
 SLURM wins when both are set (``srun torchrun ...``): the job id survives a requeue.
+
+torchrun without ``--rdzv-id`` names nothing, so there :func:`agreed_new_run_id` makes the processes
+agree on a new id of regkit's kind: the first one to ask puts its proposal into the store torchrun's
+own agent holds for the launch (``MASTER_ADDR:MASTER_PORT``; ``torch.distributed.TCPStore``) and
+every process reads back the one that won.
 """
 from __future__ import annotations
 
 import os
 import re
-from typing import NamedTuple, Optional
+from datetime import timedelta
+from typing import Callable, NamedTuple, Optional
 
 
 class LauncherId(NamedTuple):
@@ -51,3 +57,16 @@ def launcher_id() -> Optional[LauncherId]:
 def safe(name: str) -> str:
     """``name`` as one folder name: letters, digits, ``_ . -`` (anything else becomes ``_``)."""
     return re.sub(r"[^\w.-]", "_", name)
+
+
+def agreed_new_run_id(new_run_id: Callable[[], str]) -> str:
+    """``new_run_id()``, or under torchrun (several processes, torchrun's agent store) the one that
+    the first process of this launch and restart proposed."""
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(env.get("WORLD_SIZE", "1")) < 2:
+        return new_run_id()
+    from torch.distributed import TCPStore
+
+    store = TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False, timeout=timedelta(seconds=300))
+    key = f"regkit/run_id/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"  # a restart starts a run of its own
+    return bytes(store.compare_set(key, "", new_run_id())).decode()

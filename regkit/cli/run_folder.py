@@ -27,6 +27,7 @@ Under DDP the launching process decides and passes the folder to the processes i
 by an outside launcher (torchrun, srun) cannot agree on a random id: the run id is the launcher's
 job id instead (``slurm-<SLURM_JOB_ID>``, ``torchrun-<--rdzv-id>``: regkit.cli.launcher_id), and
 ``--ckpt_path auto`` resumes that folder only (a requeued job continues itself, never another job's run).
+torchrun without ``--rdzv-id``: one random id, agreed through torchrun's store.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regkit.cli.error_report import fail
-from regkit.cli.launcher_id import launcher_id
+from regkit.cli.launcher_id import agreed_new_run_id, launcher_id
 from regkit.registry import snake_case
 
 ENV = "REGKIT_RUN"
@@ -165,7 +166,7 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     elif given_dir:
         run_dir = Path(given_dir)
     elif subcommand != "fit" and ckpt is not None and run_of_checkpoint(ckpt) is not None:
-        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{job.run_id if job else new_run_id()}"  # type: ignore[operator]
+        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{job.run_id if job else agreed_new_run_id(new_run_id)}"  # type: ignore[operator]
     elif job is not None and job_dir is not None:
         run_dir = job_dir if subcommand == "fit" else job_dir.with_name(f"{subcommand}-{job.run_id}")
         if subcommand == "fit" and job_ckpt:
@@ -173,7 +174,7 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
                  "--ckpt_path auto (what a requeued job script passes), or give this run its own "
                  "folder with --run_dir PATH")
     else:
-        run_dir = Path(root, name, new_run_id())
+        run_dir = Path(root, name, agreed_new_run_id(new_run_id))
     return {
         "run_dir": str(run_dir),
         "ckpt_path": str(ckpt) if ckpt is not None else None,
