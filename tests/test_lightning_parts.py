@@ -30,6 +30,12 @@ def csv_columns(run: Path) -> set[str]:
         return set(next(csv.reader(f)))
 
 
+def tensorboard_events(run: Path) -> bytes:
+    """The bytes of the run's one TensorBoard event file (its scalars' tags are plain strings in it)."""
+    (events,) = run.glob("events.out.tfevents.*")
+    return events.read_bytes()
+
+
 def ran(run: Path) -> dict:
     return yaml.safe_load((run / "config.yaml").read_text())
 
@@ -51,6 +57,13 @@ CASES: list[tuple[str, list[str], Callable[[Path], None]]] = [
      # Lightning's CSVLogger requires a save_dir; regkit writes it into the run folder all the same
      ["--trainer.logger+=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=runs"],
      lambda run: "val/loss" in csv_columns(run) and (run / "wandb").is_dir()),
+    ("tensorboard_logger_instead_of_wandb",
+     # TensorBoardLogger requires a save_dir too; its event file lands in the run folder itself
+     ["--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger", "--trainer.logger.save_dir=runs"],
+     lambda run: b"val/loss" in tensorboard_events(run) and not (run / "wandb").exists()),
+    ("tensorboard_logger_beside_wandb",
+     ["--trainer.logger+=lightning.pytorch.loggers.TensorBoardLogger", "--trainer.logger.save_dir=runs"],
+     lambda run: b"val/loss" in tensorboard_events(run) and (run / "wandb").is_dir() and "val/loss" in csv_columns(run)),
     ("users_model_checkpoint_without_dirpath_goes_in_the_run_folder",
      ["--config", "user_checkpoint.yaml"],
      lambda run: len(list((run / "checkpoints").glob("best-step=*.ckpt"))) == 1),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RECIPES, ROOT
+from conftest import RECIPES, ROOT, require_plugin
 
 from regkit.cli import main
 from regkit.cli.shipped_recipes import recipes_dir, resolve_names, shipped
@@ -20,7 +20,7 @@ from regkit.cli.shipped_recipes import recipes_dir, resolve_names, shipped
 
 def test_every_recipe_in_recipes_is_shipped_with_its_header_lines() -> None:
     assert recipes_dir() == RECIPES  # a source checkout: the top-level folder itself
-    listed = {r.name: r for r in shipped()}
+    listed = {r.name: r for r in shipped() if not r.plugin}  # regkit's own (plugins' below)
     assert sorted(listed) == sorted(p.stem for p in RECIPES.glob("*.yaml"))
     for recipe in listed.values():
         assert recipe.trains, f"recipes/{recipe.name}.yaml has no `# trains:` line"
@@ -42,6 +42,27 @@ def test_regkit_recipes_lists_names_seeds_and_requirements(capsys: pytest.Captur
     assert main(["recipes", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {"name": "gan", "seed": "S4"}.items() <= rows[[r["name"] for r in rows].index("gan")].items()
+
+
+def test_installed_plugins_recipes_are_listed_with_the_plugins_name_found_by_name_and_copied(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_plugin("regkit-cutout")
+    require_plugin("regkit-concrete-dropout")
+    import regkit_cutout
+
+    # the editable install of plugins/regkit-cutout: recipes/ beside its package (nothing imported to find it)
+    shipped_by_cutout = Path(regkit_cutout.__file__).parents[1] / "recipes" / "mlp_cutout.yaml"
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cutout = next(line for line in lines if line.startswith("mlp_cutout "))
+    assert cutout.split()[1] == "regkit-cutout" and "Cutout" in cutout and "12 epochs" in cutout
+    assert next(line for line in lines if line.startswith("gan ")).split()[1] == "regkit"
+    assert main(["recipes", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["mlp_concrete_dropout"]["plugin"] == "regkit-concrete-dropout" and rows["gan"]["plugin"] == ""
+    assert resolve_names(["fit", "--config", "mlp_cutout"]) == ["fit", "--config", str(shipped_by_cutout)]
+    assert main(["recipes", "copy", "mlp_cutout"]) == 0
+    assert (tmp_path / "mlp_cutout.yaml").read_bytes() == shipped_by_cutout.read_bytes()
 
 
 def test_recipes_copy_copies_and_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

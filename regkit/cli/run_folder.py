@@ -24,7 +24,10 @@ One rule for every task, logger and callback::
 
 Under DDP the launching process decides and passes the folder to the processes it starts (the
 ``REGKIT_RUN`` environment variable), so all ranks write into the same run. Processes started
-by an outside launcher (torchrun, srun) cannot agree on a random id: give them ``--run_dir``.
+by an outside launcher (torchrun, srun) cannot agree on a random id: the run id is the launcher's
+job id instead (``slurm-<SLURM_JOB_ID>``, ``torchrun-<--rdzv-id>``: regkit.cli.launcher_id), and
+``--ckpt_path auto`` resumes that folder only (a requeued job continues itself, never another job's run).
+torchrun without ``--rdzv-id``: one random id, agreed through torchrun's store.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from regkit.cli.error_report import fail
+from regkit.cli.launcher_id import agreed_new_run_id, launcher_id
 from regkit.registry import snake_case
 
 ENV = "REGKIT_RUN"
@@ -130,6 +134,11 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     """Where this command writes, which checkpoint it loads, and the W&B run id (see regkit.cli.run_folder)."""
     root, name = run_root(config), run_name(config)
     given_dir = config.get("run_dir")
+    job = None if given_dir else launcher_id()  # torchrun / srun: the folder named after the job
+    job_dir = Path(root, name, job.run_id) if job is not None else None
+    job_ckpt = job_dir is not None and any(Path(job_dir, "checkpoints").glob("*.ckpt"))
+    if job_dir is not None and subcommand == "fit" and (ckpt_request == "auto" or ckpt_request == "last" and job_ckpt):
+        given_dir = str(job_dir)  # the job resumes (or starts) its own run, as in --run_dir
     ckpt: Optional[Path] = None
     resume = False
     if ckpt_request in ("last", "auto"):
@@ -157,9 +166,15 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
     elif given_dir:
         run_dir = Path(given_dir)
     elif subcommand != "fit" and ckpt is not None and run_of_checkpoint(ckpt) is not None:
-        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{new_run_id()}"  # type: ignore[operator]
+        run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{job.run_id if job else agreed_new_run_id(new_run_id)}"  # type: ignore[operator]
+    elif job is not None and job_dir is not None:
+        run_dir = job_dir if subcommand == "fit" else job_dir.with_name(f"{subcommand}-{job.run_id}")
+        if subcommand == "fit" and job_ckpt:
+            fail(f"{job_dir}, the run folder of {job.source}, already holds a run: continue it with "
+                 "--ckpt_path auto (what a requeued job script passes), or give this run its own "
+                 "folder with --run_dir PATH")
     else:
-        run_dir = Path(root, name, new_run_id())
+        run_dir = Path(root, name, agreed_new_run_id(new_run_id))
     return {
         "run_dir": str(run_dir),
         "ckpt_path": str(ckpt) if ckpt is not None else None,

@@ -4,6 +4,8 @@
 They live in the repository's top-level ``recipes/`` folder; the wheel carries them as
 ``regkit/recipes/`` (setup.py maps the package ``regkit.recipes`` to that folder). The folder is
 found by path, so a wheel, an editable install and a source checkout on ``PYTHONPATH`` all see it.
+Installed plugins' recipes follow, listed with their plugin's name (regkit/cli/plugin_recipes.py);
+a name regkit ships itself wins.
 
 Everything listed comes from the recipe itself: its header lines ``# trains: S4: what it trains``
 (``Sx:`` names the seed article), ``# cpu: about 100 s (docs/claims.md)`` (the wall time measured
@@ -45,14 +47,17 @@ class Recipe:
     trains: str  # its ``# trains:`` header line
     cpu: str  # its ``# cpu:`` header line (time on the 2-core machine of the docs), else its budget
     requires: list[str]  # optional packages (``# requires: timm``)
+    plugin: str = ""  # the plugin distribution that ships it ("" for regkit's own)
 
 
 def _header(text: str) -> dict[str, str]:
-    """The ``# key: value`` lines of the header comment (``requires``, ``trains``, ``cpu``)."""
+    """The ``# key: value`` lines of the header comment (``requires``, ``trains``, ``cpu``), and
+    its first line as ``first``."""
     found: dict[str, str] = {}
     for line in text.splitlines():
         if not line.startswith("#"):
             break
+        found.setdefault("first", line.lstrip("# ").strip())
         match = re.fullmatch(r"#\s*(requires|trains|cpu):\s*(.*?)\s*", line)
         if match:
             found.setdefault(match.group(1), match.group(2))
@@ -76,11 +81,11 @@ def _budget(text: str) -> str:
     return " ".join(parts)
 
 
-def describe(path: Path) -> Recipe:
-    """What the header lines of the recipe at ``path`` say."""
+def describe(path: Path, plugin: str = "") -> Recipe:
+    """What the header lines of the recipe at ``path`` say (without ``# trains:``, its first line)."""
     text = path.read_text(encoding="utf-8")
     header = _header(text)
-    trains = header.get("trains", "")
+    trains = header.get("trains", header.get("first", ""))
     seed = re.match(r"(S\d):", trains)
     cpu = header.get("cpu", "")
     budget = _budget(text)
@@ -91,28 +96,38 @@ def describe(path: Path) -> Recipe:
         trains=trains[seed.end():].strip() if seed else trains,
         cpu=f"{budget}, {cpu}" if cpu else budget,
         requires=[p for p in re.split(r"[,\s]+", header.get("requires", "")) if p],
+        plugin=plugin,
     )
 
 
-def shipped() -> list[Recipe]:
-    """Every shipped recipe, by name."""
+def recipe_folders() -> list[tuple[str, Path]]:
+    """(plugin, folder) of regkit's recipes (plugin ``""``), then of each installed plugin's."""
+    from regkit.cli.plugin_recipes import plugin_recipe_folders
+
     folder = recipes_dir()
-    return [describe(p) for p in sorted(folder.glob("*.yaml"))] if folder else []
+    own = [("", folder)] if folder is not None else []
+    return own + sorted(plugin_recipe_folders().items())
+
+
+def shipped() -> list[Recipe]:
+    """Every shipped recipe, by name: regkit's, then the installed plugins'."""
+    return [describe(p, plugin) for plugin, folder in recipe_folders() for p in sorted(folder.glob("*.yaml"))]
 
 
 def find(name: str) -> Optional[Path]:
-    """The shipped recipe called ``name`` (``gan`` or ``gan.yaml``), or None."""
-    folder = recipes_dir()
-    if folder is None or "/" in name or "\\" in name:
+    """The shipped recipe called ``name`` (``gan`` or ``gan.yaml``), regkit's or a plugin's, or None."""
+    if "/" in name or "\\" in name:
         return None
-    path = folder / (name if name.endswith((".yaml", ".yml")) else name + ".yaml")
-    return path if path.is_file() else None
+    for _, folder in recipe_folders():
+        path = folder / (name if name.endswith((".yaml", ".yml")) else name + ".yaml")
+        if path.is_file():
+            return path
+    return None
 
 
 def close_matches(name: str) -> str:
     """``"; shipped recipes like it: gan, gan_fashion"`` (empty if none is close)."""
-    folder = recipes_dir()
-    names = [r.stem for r in sorted(folder.glob("*.yaml"))] if folder else []
+    names = [r.stem for _, folder in recipe_folders() for r in sorted(folder.glob("*.yaml"))]
     close = difflib.get_close_matches(Path(name).stem, names, n=3, cutoff=0.5)
     return f"; shipped recipes like it: {', '.join(close)} (regkit recipes lists them)" if close else ""
 
@@ -134,10 +149,11 @@ def resolve_names(argv: list[str]) -> list[str]:
 
 
 def table(recipes: list[Recipe]) -> str:
-    rows = [("name", "seed", "trains", "CPU budget, time (2-core AMD EPYC)", "requires")]
-    rows += [(r.name, r.seed or "-", r.trains, r.cpu, ", ".join(r.requires) or "-") for r in recipes]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4]
+    rows = [("name", "from", "seed", "trains", "CPU budget, time (2-core AMD EPYC)", "requires")]
+    rows += [(r.name, r.plugin or "regkit", r.seed or "-", r.trains, r.cpu, ", ".join(r.requires) or "-")
+             for r in recipes]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5]
                      for row in rows).rstrip()
 
 
