@@ -1,8 +1,9 @@
 """Checkpoints given to ``--ckpt_path``, read as data before anything from them is imported.
 
 A checkpoint must be a file that ``torch.load(weights_only=True)`` reads as a Lightning checkpoint,
-and the class paths in its hyperparameters may only name regkit's classes or those of an installed
-or ``--plugins`` regkit plugin: a checkpoint is data, so it must not choose code to import
+and every import path in its hyperparameters (a ``class_path``, or any dotted string the parser
+could import) may only name regkit's classes or those of an installed or ``--plugins`` regkit
+plugin, never regkit's command: a checkpoint is data, so it must not choose code to import
 (:func:`check_checkpoint`). Its hyperparameters become the task's arguments, under the options given
 on the command line next to it (:func:`checkpoint_hparams`).
 """
