@@ -1,8 +1,9 @@
 """Checkpoints given to ``--ckpt_path``, read as data before anything from them is imported.
 
 A checkpoint must be a file that ``torch.load(weights_only=True)`` reads as a Lightning checkpoint,
-and the class paths in its hyperparameters may only name regkit's classes or those of an installed
-or ``--plugins`` regkit plugin: a checkpoint is data, so it must not choose code to import
+and every import path in its hyperparameters (a ``class_path``, or any dotted string the parser
+could import) may only name regkit's classes or those of an installed or ``--plugins`` regkit
+plugin, never regkit's command: a checkpoint is data, so it must not choose code to import
 (:func:`check_checkpoint`). Its hyperparameters become the task's arguments, under the options given
 on the command line next to it (:func:`checkpoint_hparams`).
 """
@@ -36,23 +37,37 @@ def trusted_modules() -> set[str]:
     return modules
 
 
-def _class_paths(value: Any, key: str = "") -> Iterator[tuple[str, str, bool]]:
-    """``(key, import path, called)`` of every class path in hyperparameters: ``class_path`` values
-    (called when the task is rebuilt) and the ``type`` of every rule (only imported, to match modules)."""
+# The command itself: a checkpoint naming it (``regkit.__main__.Classifier``) would run regkit inside regkit.
+COMMAND_MODULES = ("regkit.cli", "regkit.compare")
+
+
+def is_import_path(value: Any) -> bool:
+    """Whether jsonargparse could import ``value`` if a parameter's type resolves it (a class, a
+    callable such as ``optimizer``): a string of dot-separated identifiers (``this.s``)."""
+    return isinstance(value, str) and "." in value and all(part.isidentifier() for part in value.split("."))
+
+
+def _class_paths(value: Any, key: str = "") -> Iterator[tuple[str, str, str]]:
+    """``(key, import path, kind)`` of every string in hyperparameters that could be imported:
+    ``class_path`` values (kind ``called``: the class is built when the task is rebuilt), the
+    ``type`` of every rule (``type``: only imported, to match modules) and any other dotted string
+    (``string``: the parser imports it where the parameter's type is a class or a callable)."""
     if isinstance(value, dict):
         for k, v in value.items():
             sub = f"{key}.{k}" if key else str(k)
             if k in ("_class_path", "class_path", "_instantiator") and isinstance(v, str):
-                yield sub, v, True
+                yield sub, v, "called"
             elif k == "type" and key.split(".")[-2:-1] in (["regularize"], ["rules"]):
                 for t in v if isinstance(v, list) else [v]:
                     if isinstance(t, str):
-                        yield sub, t, False
+                        yield sub, t, "type"
             else:
                 yield from _class_paths(v, sub)
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             yield from _class_paths(v, f"{key}.{i}" if key else str(i))
+    elif is_import_path(value):
+        yield key, value, "string"
 
 
 def recipe_class_paths(config: Any) -> frozenset[str]:
@@ -74,23 +89,39 @@ def recipe_class_paths(config: Any) -> frozenset[str]:
 
 
 def check_trusted_hparams(hparams: Any, where: str, named: frozenset[str] = frozenset()) -> None:
-    """Every class path in checkpoint hyperparameters names a regkit or regkit-plugin class, or one
-    the recipe given with it names (``named``); a rule's type may also be torch's."""
+    """Every string in checkpoint hyperparameters that could be imported names a regkit or
+    regkit-plugin class, or one the recipe given with it names (``named``); a rule's type may also
+    be torch's, and a dotted string that is no class path may name no installed module at all (a
+    rule's module path, ``network.fc``). Nothing is imported to decide; regkit's command
+    (:data:`COMMAND_MODULES`, any ``__main__``) is never trusted."""
+    import importlib.util
+
     trusted = None
-    for key, path, called in _class_paths(hparams):
+    for key, path, kind in _class_paths(hparams):
         if key.endswith("_instantiator") and path in TRUSTED_INSTANTIATORS:
             continue
-        if path in named or (not called and "." not in path):  # a bare type is torch.nn's
+        if "__main__" in path.split(".") or any(path == m or path.startswith(m + ".") for m in COMMAND_MODULES):
+            raise BadInput(
+                f"hyperparameter {key} names {path!r}, which is regkit's command, not a class (importing it "
+                "would run regkit inside regkit); a checkpoint is data and may not choose code to import",
+                where,
+            )
+        if path in named or (kind == "type" and "." not in path):  # a bare type is torch.nn's
             continue
         if trusted is None:
             trusted = trusted_modules()
-        if path.split(".")[0] not in (trusted if called else trusted | {"torch"}):
-            raise BadInput(
-                f"hyperparameter {key} names {path!r}, which is not a class of regkit or of an installed "
-                "regkit plugin, nor one the recipe names; a checkpoint is data and may not choose code to "
-                "import (load it with the recipe that names it: --config)",
-                where,
-            )
+        root = path.split(".")[0]
+        if root in (trusted | {"torch"} if kind == "type" else trusted):
+            continue
+        if kind == "string" and importlib.util.find_spec(root) is None:
+            continue  # no module to import: a plain dotted string
+        what = "class" if kind != "string" else "class or function (the parser imports such a string)"
+        raise BadInput(
+            f"hyperparameter {key} names {path!r}, which is not a {what} of regkit or of an installed "
+            "regkit plugin, nor one the recipe names; a checkpoint is data and may not choose code to "
+            "import (load it with the recipe that names it: --config)",
+            where,
+        )
 
 
 def is_ckpt_keyword(value: str) -> bool:

@@ -1,6 +1,7 @@
 """Local plugins: the files and modules named by ``--plugins A[,B]`` (before the subcommand,
 repeatable) and ``REGKIT_PLUGINS=A,B``, whose components are registered before anything else runs.
-A target that does not exist, or fails to import, is named with what is wrong."""
+A target that does not exist, fails to import or exits while imported (``sys.exit``) is named with
+what is wrong."""
 from __future__ import annotations
 
 import os
@@ -38,5 +39,8 @@ def load_plugin(target: str) -> None:
                 f"--plugins {target}",
             ) from None
         raise BadInput(f"failed to import: {describe(err)}", f"--plugins {target}") from err
+    except SystemExit as err:  # else regkit would end with the plugin's status, silently (0: "success")
+        raise BadInput(f"exited while it was imported (sys.exit({err.code!r})); a plugin only defines and "
+                       "registers components", f"--plugins {target}") from None
     except Exception as err:
         raise BadInput(f"failed to import: {describe(err)}", f"--plugins {target}") from err

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from regkit.cli.commands import TRAINER_SUBCOMMANDS, option_values
+from regkit.compare.check import check_grid
 from regkit.compare.grid import parse_seeds, parse_vary, plan_runs
 from regkit.compare.results import choose_metrics, curve_metrics, markdown_table, plot, summarise, write_csv
 from regkit.compare.runner import Runner, Stopped, fit_command, load_result, same_run
@@ -68,6 +69,8 @@ def main(argv: list[str], plugins: list[str] = []) -> int:
     name = recipe_name(passthrough)
     out = Path(options.out or Path("runs", "compare", name))
     runs = plan_runs(grid, seeds, out)
+    if not options.report:  # every setting parses, or nothing runs (nor is a sweep written)
+        check_grid(runs, passthrough)
     if options.wandb_sweep:
         import yaml
 

@@ -163,6 +163,7 @@ class Registry:
         self.trial_build = trial_build
         self.source = source
         self._entries: dict[str, Entry] = {}
+        self._overridden: set[str] = set()  # names registered with override=True: later plain ones keep them
         self._builtins_loaded = False
         REGISTRIES[kind] = self
 
@@ -171,14 +172,21 @@ class Registry:
 
     # ------------------------------------------------------------------ registration
     def register(self, name: Optional[str] = None, override: bool = False) -> Callable[[Any], Any]:
-        """Class or function decorator: register under ``name`` (default: snake_case of its name)."""
+        """Class or function decorator: register under ``name`` (default: snake_case of its name).
+        ``override=True`` replaces a component of that name, built-in or from an installed plugin,
+        whether the plugin is imported before or after."""
 
         def decorator(obj: Any) -> Any:
             key = name or snake_case(obj.__name__)
             if override:  # replace a built-in now, not be replaced by it when the built-ins load later
                 self.load_builtins()
+                self._overridden.add(key)
             old = self._entries.get(key)
             if old is not None and not override and not _same_definition(old.obj, obj):
+                if key in self._overridden:
+                    # An installed plugin imported after the override registers the name it replaced:
+                    # the override stays (it was asked for), the plugin's other components register.
+                    return obj
                 raise RegistryError(
                     f"{self.kind} {key!r} is already registered (from {old.module}); pass override=True to replace it"
                 )
@@ -190,6 +198,7 @@ class Registry:
     def unregister(self, name: str) -> None:
         """Remove a component (tests and interactive sessions use this)."""
         self._entries.pop(name, None)
+        self._overridden.discard(name)
 
     def holds(self, name: str) -> bool:
         """Whether ``name`` is registered now (nothing is imported to find it)."""

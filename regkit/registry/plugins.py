@@ -114,7 +114,7 @@ class PluginLoader:
                     raise RegkitError(f"importing {ep.value} did not register {registry.kind} {name!r}")
             elif callable(loaded) and not isinstance(loaded, type):
                 loaded()  # a function that registers components
-        except Exception as err:  # a broken plugin must not break the others
+        except (Exception, SystemExit) as err:  # a broken (or exiting) plugin must not break the others
             self.errors[ep.name] = f"{dist} ({ep.value}): {type(err).__name__}: {err}"
             warnings.warn(f"regkit plugin {ep.name!r} from {dist} failed to load: {err}", stacklevel=3)
             return False
