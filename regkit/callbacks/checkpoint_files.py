@@ -76,12 +76,11 @@ def disk_full(err: OSError, path: Path, size: int) -> DiskFull:
     free = size_text(shutil.disk_usage(folder).free)
     why = ("the file size limit of this process (ulimit -f) is below it" if err.errno == errno.EFBIG
            else "no space left on device")
-    kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written"
+    kept = sorted(p.name for p in folder.glob("*.ckpt"))
     return DiskFull(
-        f"checkpoint {path.name} ({size_text(size)}) not saved: {why}; {folder} has {free} free. "
-        f"The run stopped and {kept}; free space (or pick another --run_dir / --checkpoint.dirpath), "
-        "then continue with --ckpt_path last",
-        str(folder),
+        f"checkpoint {path} ({size_text(size)}) not saved: {why}; {folder} has {free} free. The run "
+        f"stopped; {'the checkpoints there are intact: ' + ', '.join(kept) if kept else 'no checkpoint was written'}. "
+        "Free space (or pick another --run_dir / --checkpoint.dirpath), then continue with --ckpt_path last",
     )
 
 
