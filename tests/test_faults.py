@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+import lightning as L
 import pytest
 import torch
 
@@ -216,6 +217,19 @@ def test_a_save_killed_before_its_rename_leaves_the_previous_checkpoint(
     assert partial_files(run) == []
     assert_same_training_state(checkpoint(runs["whole"] / "checkpoints" / "last.ckpt"),
                                checkpoint(run / "checkpoints" / "last.ckpt"))
+
+
+def test_every_run_saves_through_the_same_folder_plugin_unless_given_its_own() -> None:
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from regkit.callbacks.checkpoint_files import with_checkpoint_io
+
+    assert [type(p) for p in with_checkpoint_io(None)] == [SameFolderCheckpointIO]
+    assert [type(p) for p in with_checkpoint_io("bf16-mixed")][1:] == [SameFolderCheckpointIO]
+    own = TorchCheckpointIO()
+    assert with_checkpoint_io([own]) == [own]
+    trainer = L.Trainer(plugins=with_checkpoint_io(None), logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, SameFolderCheckpointIO)
 
 
 def file_size_limit(limit: int):  # type: ignore[no-untyped-def]

@@ -141,13 +141,15 @@ class SameFolderCheckpointIO(TorchCheckpointIO):
             fsync_folder(Path(path).parent)
 
 
-def with_checkpoint_io(plugins: Any) -> list[Any]:
+def with_checkpoint_io(plugins: Any, strategy: Any = None) -> list[Any]:
     """The Trainer's ``plugins`` with :class:`SameFolderCheckpointIO` added, unless one of them is a
-    CheckpointIO already (the user's own way of writing checkpoints is kept)."""
+    CheckpointIO already (the user's own way of writing checkpoints is kept) or the strategy is
+    XLA's (its tensors are saved by its own CheckpointIO)."""
     from lightning.pytorch.plugins.io import CheckpointIO
 
     given = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-    if any(isinstance(plugin, CheckpointIO) for plugin in given):
+    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    if any(isinstance(plugin, CheckpointIO) for plugin in given) or "xla" in strategy_name.lower():
         return given
     return [*given, SameFolderCheckpointIO()]
 

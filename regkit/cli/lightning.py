@@ -249,7 +249,7 @@ class RegkitCLI(LightningCLI):
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter())
         logger = run_folder.with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
-        plugins = with_checkpoint_io(trainer_config.get("plugins"))  # atomic saves in the checkpoint's folder
+        plugins = with_checkpoint_io(trainer_config.get("plugins"), trainer_config.get("strategy"))  # atomic saves in the checkpoint's folder
         trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger, "plugins": plugins})
         run_dir = self.run_info.get("run_dir")
         # validate/test/predict write no checkpoint: there each ModelCheckpoint keeps the dirpath it

@@ -18,7 +18,9 @@ One rule for every task, logger and callback::
 * ``--run_dir PATH`` puts the run in PATH instead.
 * ``--ckpt_path last`` continues the latest run of the recipe (the most recently written
   ``<root>/<name>/*/checkpoints/last.ckpt``) in its own folder and W&B run; ``--ckpt_path auto``
-  does the same when there is one and starts a new run otherwise.
+  does the same when there is one and starts a new run otherwise. Both check the file first: a
+  broken ``last.ckpt`` is named and the newest complete checkpoint beside it is used instead, or,
+  when none is complete, the command stops (exit 2; regkit/callbacks/checkpoint_files.py).
 * ``validate`` / ``test`` / ``predict`` of a checkpoint inside a run write into
   ``<that run>/<command>-<id>/``; otherwise into a new run folder.
 
