@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from typing import Any, Optional
 
 import lightning as L
@@ -13,6 +12,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from regkit.callbacks.checkpoint_files import copy_durably, remove_partial_saves, replace_durably
 from regkit.loggers.interval import CountsTrainingBatches
 
 
@@ -92,6 +92,10 @@ class ExactResume(L.Callback):
             self.batches, self.logged_step = int(state_dict["batches"]), int(state_dict["logger_step"])
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # what saves killed before their rename left (checkpoint_files.py)
+            for callback in trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+                    remove_partial_saves(callback.dirpath)
         if trainer.ckpt_path is None:
             return
         if self.logged_step is not None and trainer.is_global_zero:  # a killed run's rows after its checkpoint
@@ -156,7 +160,7 @@ class ExactResume(L.Callback):
                 # As the callback's own saves: weights only if it keeps only weights (Lightning says so when not told).
                 trainer.save_checkpoint(path, weights_only=callback.save_weights_only)
                 if stopping and trainer.is_global_zero:
-                    shutil.copyfile(path, path + ".stop")
+                    copy_durably(path, path + ".stop")
                     self.stop_copies[path + ".stop"] = path
 
     def on_train_batch_end(
@@ -178,5 +182,5 @@ class ExactResume(L.Callback):
         self.in_batch = False
         self.save_last(trainer)
         for copy, path in self.stop_copies.items():
-            os.replace(copy, path)
+            replace_durably(copy, path)
         self.stop_copies.clear()

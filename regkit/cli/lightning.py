@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 
+from regkit.callbacks.checkpoint_files import with_checkpoint_io
 from regkit.callbacks.predictions import PredictionWriter
 from regkit.callbacks.progress_bar import ProgressBar
 from regkit.callbacks.rank_streams import DistinctRankStreams
@@ -248,7 +249,8 @@ class RegkitCLI(LightningCLI):
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter())
         logger = run_folder.with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
-        trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger})
+        plugins = with_checkpoint_io(trainer_config.get("plugins"), trainer_config.get("strategy"))  # atomic saves in the checkpoint's folder
+        trainer = super().instantiate_trainer(**{**kwargs, "callbacks": callbacks, "logger": logger, "plugins": plugins})
         run_dir = self.run_info.get("run_dir")
         # validate/test/predict write no checkpoint: there each ModelCheckpoint keeps the dirpath it
         # had when it saved the checkpoint evaluated, so Lightning restores its state as saved (and

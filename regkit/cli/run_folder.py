@@ -18,7 +18,9 @@ One rule for every task, logger and callback::
 * ``--run_dir PATH`` puts the run in PATH instead.
 * ``--ckpt_path last`` continues the latest run of the recipe (the most recently written
   ``<root>/<name>/*/checkpoints/last.ckpt``) in its own folder and W&B run; ``--ckpt_path auto``
-  does the same when there is one and starts a new run otherwise.
+  does the same when there is one and starts a new run otherwise. Both check the file first: a
+  broken ``last.ckpt`` is named and the newest complete checkpoint beside it is used instead, or,
+  when none is complete, the command stops (exit 2; regkit/callbacks/checkpoint_files.py).
 * ``validate`` / ``test`` / ``predict`` of a checkpoint inside a run write into
   ``<that run>/<command>-<id>/``; otherwise into a new run folder.
 
@@ -35,6 +37,7 @@ import json
 import os
 import re
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -53,9 +56,28 @@ def new_run_id() -> str:
 
 
 def latest_checkpoint(root: str | Path, name: str) -> Optional[Path]:
-    """The most recently written ``<root>/<name>/*/checkpoints/last.ckpt``, or None."""
-    found = [p for p in Path(root, name).glob("*/checkpoints/last.ckpt") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    """The most recently written ``<root>/<name>/*/checkpoints/*.ckpt`` (``last.ckpt`` unless a
+    run was killed before its first one), or None."""
+    found = [p for p in Path(root, name).glob("*/checkpoints/*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt")) if found else None
+
+
+def complete_checkpoint(folder: Path, request: str, subcommand: str) -> Path:
+    """``--ckpt_path last|auto``: the run's ``last.ckpt`` if it is complete, else the newest complete
+    checkpoint beside it, saying which file was broken and which one is used instead; exit 2 when
+    none is complete (a run never continues from garbage, nor silently starts over)."""
+    from regkit.callbacks.checkpoint_files import newest_complete
+
+    chosen, broken = newest_complete(folder, resumable=subcommand == "fit")
+    passed = "; ".join(f"{path.name} {why}" for path, why in broken)
+    if chosen is None:
+        fail(f"--ckpt_path {request}: no complete checkpoint in {folder}: {passed}. Nothing was resumed; "
+             "give --ckpt_path a checkpoint file, or start a new run without --ckpt_path (or with another --run_dir).")
+    if broken or chosen.name != "last.ckpt":
+        told = passed if broken else "last.ckpt is missing"
+        print(f"regkit {subcommand}: --ckpt_path {request}: {told}; using {chosen}, the newest complete "
+              "checkpoint of that run, instead", file=sys.stderr)
+    return chosen
 
 
 def run_of_checkpoint(ckpt_path: str | Path) -> Optional[Path]:
@@ -147,11 +169,13 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
                  f"give {subcommand} a checkpoint file or 'last'")
         if given_dir:
             candidate = Path(given_dir, "checkpoints", "last.ckpt")
-            ckpt = candidate if candidate.is_file() else None
+            ckpt = candidate if any(candidate.parent.glob("*.ckpt")) else None
             where = str(candidate)
         else:
             ckpt = latest_checkpoint(root, name)
             where = os.path.join(root, name, "*", "checkpoints", "last.ckpt")
+        if ckpt is not None:
+            ckpt = complete_checkpoint(ckpt.parent, ckpt_request, subcommand)
         if ckpt is None and ckpt_request == "last":
             fail(f"--ckpt_path last: nothing to resume, no checkpoint at {where}. "
                  "Start a new run without --ckpt_path, or use --ckpt_path auto (resume if there is "
