@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from test_resume import QUIET, assert_same_training_state, checkpoint, logged_ro
 HELPERS = """
 import os
 import signal
+import socket
 import time
 
 import lightning as L
@@ -60,9 +62,9 @@ class SignalAt(L.Callback):
             self.send(trainer)
 """
 
-STEPS = 16  # 10 batches per epoch: the run crosses an epoch; its only checkpoints are at epoch ends
+STEPS = 8  # 5 batches per epoch: the run crosses an epoch; its only checkpoints are at epoch ends
 ARGS = ["fit", "--config", str(RECIPES / "mlp_dropout.yaml"), "--model.init_args.network.hidden", "[64]",
-        "--data.init_args.limit_train", "1280", "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
+        "--data.init_args.limit_train", "640", "--trainer.limit_val_batches", "2", "--test_after_fit", "false",
         *QUIET, "--trainer.max_steps", str(STEPS)]
 EXIT = {"SIGTERM": 143, "SIGUSR1": 138, "SIGINT": 130}
 
@@ -74,14 +76,15 @@ def helper_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The run every stopped-and-resumed run must equal: its folder."""
+    """The run every stopped-and-resumed run must equal: its folder (run in this process, as the
+    resumed runs are: only the stopped one needs a process of its own)."""
     folder = tmp_path_factory.mktemp("uninterrupted")
-    whole = run_regkit(*ARGS, "--run_dir", str(folder / "run"))
+    whole = regkit_main(*ARGS, "--run_dir", str(folder / "run"))
     assert whole.returncode == 0, whole.stderr[-3000:]
     return folder / "run"
 
 
-def stopped_from_outside(name: str, run_dir: str, tmp_path: Path, after: int = 3) -> subprocess.CompletedProcess:
+def stopped_from_outside(name: str, run_dir: str, tmp_path: Path, after: int = 2) -> subprocess.CompletedProcess:
     """Start ``regkit fit`` as a process, send it signal ``name`` once it has trained ``after`` steps."""
     progress = tmp_path / "progress"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **helper_env(tmp_path)}
@@ -108,9 +111,9 @@ def assert_resumes_exactly(stopped: subprocess.CompletedProcess, name: str, run_
     assert said, stopped.stderr[-3000:]
     step = int(said.group(1))
     assert Path(said.group(2)).resolve() == last.resolve()
-    assert 3 <= step < 10 and checkpoint(last)["global_step"] == step  # mid-epoch: no other checkpoint has it
+    assert 2 <= step < 5 and checkpoint(last)["global_step"] == step  # mid-epoch: no other checkpoint has it
     assert not list(run_dir.glob("checkpoints/*.stop"))
-    resumed = run_regkit(*ARGS, "--run_dir", str(run_dir.relative_to(Path.cwd())), "--ckpt_path", "auto")
+    resumed = regkit_main(*ARGS, "--run_dir", str(run_dir.relative_to(Path.cwd())), "--ckpt_path", "auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restoring states from the checkpoint path at" in resumed.stdout + resumed.stderr
     assert_same_training_state(checkpoint(uninterrupted / "checkpoints" / "last.ckpt"), checkpoint(last))
@@ -137,16 +140,173 @@ def test_sigusr1_and_ctrl_c_save_last_and_resume_exactly(name: str, uninterrupte
 @pytest.mark.slow
 @pytest.mark.parametrize("inside", ["step", "validation"])
 def test_sigterm_inside_a_step_or_validation_resumes_exactly(inside: str, uninterrupted: Path, tmp_path: Path) -> None:
-    """The signal at a known place: inside step 6 (saved after it), and inside the validation at
+    """The signal at a known place: inside step 3 (saved after it), and inside the validation at
     the first epoch's end (saved with the epoch complete, resumed at the next one)."""
-    step = 6 if inside == "step" else 9
+    step = 2 if inside == "step" else 4
     stopped = run_regkit(*ARGS, "--run_dir", "run", "--trainer.callbacks+=preempt_helpers.SignalAt",
                          f"--trainer.callbacks.init_args.step={step}", f"--trainer.callbacks.init_args.inside={inside}",
                          env=helper_env(tmp_path))
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     saved = checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    assert saved["global_step"] == (7 if inside == "step" else 10)
-    resumed = run_regkit(*ARGS, "--run_dir", "run", "--ckpt_path", "auto")
+    assert saved["global_step"] == (3 if inside == "step" else 5)
+    resumed = regkit_main(*ARGS, "--run_dir", "run", "--ckpt_path", "auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_training_state(checkpoint(uninterrupted / "checkpoints" / "last.ckpt"),
                                checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+
+
+# ---------------------------------------------------------------- the run folder as a resource
+SHORT = ["--config", str(RECIPES / "mlp_dropout.yaml"), "--model.init_args.network.hidden", "[16]",
+         "--data.init_args.limit_train", "256", "--trainer.limit_val_batches", "1", "--trainer.max_steps", "2",
+         "--test_after_fit", "false", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false"]
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_folder_in_use_is_refused_and_a_dead_holder_taken_over(tmp_path: Path) -> None:
+    """A second ``--ckpt_path last`` of a run being written exits 2 naming the folder and writes
+    nothing (on main both ran: one crashed, metrics.csv lost rows, two W&B runs shared an id); the
+    lock goes with its process, however it ends."""
+    from regkit.cli.run_lock import RunLock
+
+    Path("run").mkdir()  # an empty folder given with --run_dir is fine
+    assert regkit_main("fit", *SHORT, "--run_dir", "run").returncode == 0
+    before = files_of(Path("run"))
+    held = RunLock("run").acquire()  # as a run in progress holds it (a flock: per open file, this process too)
+    try:
+        refused = regkit_main("fit", *SHORT, "--run_dir", "run", "--ckpt_path", "last",
+                              "--trainer.max_steps", "4")
+    finally:
+        held.release()
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert re.search(r"regkit fit: error: the run folder run is in use by another regkit run \(pid \d+ on ",
+                     refused.stderr), refused.stderr[-3000:]
+    assert files_of(Path("run")) == before  # nothing written, not even W&B
+    # A holder killed with SIGKILL leaves the file, not the lock: the next resume takes it.
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, time; lock = open('run/run.lock', 'w'); "
+                               "fcntl.flock(lock, fcntl.LOCK_EX); lock.write('pid 1 on elsewhere'); lock.flush(); "
+                               "print('locked', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    holder.kill()
+    holder.wait()
+    resumed = regkit_main("fit", *SHORT, "--run_dir", "run", "--ckpt_path", "last", "--trainer.max_steps", "4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint(Path("run", "checkpoints", "last.ckpt"))["global_step"] == 4
+    RunLock("run").acquire().release()  # released when the command ended
+
+
+@pytest.mark.slow
+def test_two_resumes_started_together_one_is_refused(tmp_path: Path) -> None:
+    """Two real ``regkit fit --ckpt_path last`` processes of one run at the same moment: one
+    continues the run, the other exits 2 naming the folder."""
+    assert regkit_main("fit", *SHORT, "--run_dir", "run").returncode == 0
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("WANDB_SERVICE", None)
+    command = [sys.executable, "-m", "regkit.cli", "fit", *SHORT, "--run_dir", "run", "--ckpt_path", "last",
+               "--trainer.max_steps", "60", "--trainer.max_epochs", "100"]
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]
+    results = [(p.communicate(timeout=600)[1], p.returncode)[::-1] for p in both]
+    assert sorted(code for code, _ in results) == [0, 2], [err[-2000:] for _, err in results]
+    refused = next(err for code, err in results if code == 2)
+    assert "the run folder run is in use by another regkit run" in refused
+    assert checkpoint(Path("run", "checkpoints", "last.ckpt"))["global_step"] == 60
+    assert len(list(Path("run", "wandb").glob("offline-run-*"))) == 2  # the first run's and one resume's
+
+
+def test_run_dir_of_another_run_is_refused_unless_resumed(tmp_path: Path) -> None:
+    """``--run_dir`` at a folder holding a run (here of another recipe) exits 2 naming it and leaves
+    it as it was (on main it was overwritten: last.ckpt, config.yaml, metrics.csv mixed);
+    ``test --ckpt_path last --run_dir`` of it writes into a folder of its own inside it."""
+    assert regkit_main("fit", *SHORT, "--run_dir", "run").returncode == 0
+    before = files_of(Path("run"))
+    for recipe in ("gan", "mlp_dropout"):
+        refused = regkit_main("fit", "--config", recipe, "--trainer.max_steps", "3", "--run_dir", "run")
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert ("regkit fit: error: --run_dir run already holds a run (config.yaml, metrics.csv or checkpoints/). "
+                "Continue that run with --ckpt_path last (or auto), or give a new folder") in refused.stderr
+        assert files_of(Path("run")) == before
+    tested = regkit_main("test", *SHORT, "--run_dir", "run", "--ckpt_path", "last", "--trainer.limit_test_batches", "1")
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    (evaluation,) = Path("run").glob("test-*")
+    assert (evaluation / "config.yaml").is_file() and files_of(Path("run")).items() >= before.items()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A folder no one can write: a read-only tmpfs as root (who may write any mode), else mode 555."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"no read-only folder for root: mount -o ro failed: {mounted.stderr.decode()[:200]}")
+    try:
+        yield folder
+    finally:
+        os.chdir(tmp_path)
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("where", ["working_folder", "run_root"])
+def test_read_only_folder_is_one_clear_error(where: str, read_only_folder: Path, tmp_path: Path) -> None:
+    """A run started in a read-only working folder, or with a read-only run root (the logger's
+    save_dir): exit 2, one line naming the folder, no traceback (on main: 3 tracebacks, exit 1)."""
+    if where == "working_folder":
+        os.chdir(read_only_folder)
+        extra: list[str] = []
+    else:
+        extra = ["--trainer.logger.init_args.save_dir", str(read_only_folder / "runs")]
+    result = regkit_main("fit", *SHORT, *extra)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("regkit fit: error:")]
+    assert len(error) == 1 and re.search(r"cannot write the run folder \S*runs/mlp_dropout/\d{8}-\d{6}-[0-9a-f]{6} "
+                                         r"\(\S*runs\): Read-only file system|Permission denied", error[0]), error
+
+
+def test_wandb_online_without_network_runs_offline_at_once(tmp_path: Path) -> None:
+    """A key set, online mode, and a W&B server that does not answer (a closed local port): the run
+    goes offline with one line saying so and how to upload, and takes no longer than an offline
+    run (on main it went online and failed after 111 s). The key is a fake, never a real one."""
+    with socket.socket() as probe:  # a port no one listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_MODE": ""}
+    start = time.monotonic()
+    result = run_regkit("fit", *SHORT, "--run_dir", "run", env=env, timeout=150)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.monotonic() - start < 90
+    line = (f"W&B: cannot reach http://127.0.0.1:{port} (Connection refused): logging offline instead, to run/wandb; "
+            "upload later with `wandb sync run/wandb/offline-run-*`")
+    assert result.stderr.count(line) == 1, result.stderr[-3000:]
+    assert len(list(Path("run", "wandb").glob("offline-run-*"))) == 1
+
+
+def test_a_server_that_does_not_answer_is_given_up_within_the_timeout() -> None:
+    """A server whose connection queue is full drops new connections unanswered (as an unroutable
+    address does): the check gives up after its timeout."""
+    from regkit.loggers.wandb_network import unreachable
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)  # never accepts: the queue fills with the connections below
+        port = server.getsockname()[1]
+        queued = [socket.socket() for _ in range(4)]
+        for client in queued:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+        time.sleep(0.2)
+        start = time.monotonic()
+        why = unreachable(f"http://127.0.0.1:{port}", timeout=1.0)
+        elapsed = time.monotonic() - start
+        for client in queued:
+            client.close()
+    assert why and 0.9 < elapsed < 2.0, (why, elapsed)
