@@ -219,16 +219,21 @@ def test_two_resumes_started_together_one_is_refused(tmp_path: Path) -> None:
 
 def test_run_dir_of_another_run_is_refused_unless_resumed(tmp_path: Path) -> None:
     """``--run_dir`` at a folder holding a run (here of another recipe) exits 2 naming it and leaves
-    it as it was (on main it was overwritten: last.ckpt, config.yaml, metrics.csv mixed);
-    ``test --ckpt_path last --run_dir`` of it writes into a folder of its own inside it."""
+    it as it was (on main it was overwritten: last.ckpt, config.yaml, metrics.csv mixed)."""
+    assert regkit_main("fit", *SHORT, "--run_dir", "run", "--trainer.logger", "false").returncode == 0
+    before = files_of(Path("run"))
+    refused = regkit_main("fit", "--config", "gan", "--trainer.max_steps", "3", "--run_dir", "run")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert ("regkit fit: error: --run_dir run already holds a run (config.yaml, metrics.csv or checkpoints/). "
+            "Continue that run with --ckpt_path last (or auto), or give a new folder") in refused.stderr
+    assert files_of(Path("run")) == before
+
+
+@pytest.mark.slow
+def test_evaluating_the_last_checkpoint_of_a_run_dir_writes_beside_it(tmp_path: Path) -> None:
+    """``test --ckpt_path last --run_dir R`` writes into ``R/test-<id>/``, not over R's own files."""
     assert regkit_main("fit", *SHORT, "--run_dir", "run").returncode == 0
     before = files_of(Path("run"))
-    for recipe in ("gan", "mlp_dropout"):
-        refused = regkit_main("fit", "--config", recipe, "--trainer.max_steps", "3", "--run_dir", "run")
-        assert refused.returncode == 2, refused.stderr[-3000:]
-        assert ("regkit fit: error: --run_dir run already holds a run (config.yaml, metrics.csv or checkpoints/). "
-                "Continue that run with --ckpt_path last (or auto), or give a new folder") in refused.stderr
-        assert files_of(Path("run")) == before
     tested = regkit_main("test", *SHORT, "--run_dir", "run", "--ckpt_path", "last", "--trainer.limit_test_batches", "1")
     assert tested.returncode == 0, tested.stderr[-3000:]
     (evaluation,) = Path("run").glob("test-*")
@@ -272,14 +277,15 @@ def test_read_only_folder_is_one_clear_error(where: str, read_only_folder: Path,
                                          r"\(\S*runs\): Read-only file system|Permission denied", error[0]), error
 
 
-def test_wandb_online_without_network_runs_offline_at_once(tmp_path: Path) -> None:
+def test_wandb_online_without_network_runs_offline_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A key set, online mode, and a W&B server that does not answer (a closed local port): the run
     goes offline with one line saying so and how to upload, and takes no longer than an offline
     run (on main it went online and failed after 111 s). The key is a fake, never a real one."""
     with socket.socket() as probe:  # a port no one listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {"WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}", "WANDB_MODE": ""}
+    monkeypatch.delenv("WANDB_MODE")  # online: a key is set
+    env = {"WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}"}
     start = time.monotonic()
     result = run_regkit("fit", *SHORT, "--run_dir", "run", env=env, timeout=150)
     assert result.returncode == 0, result.stderr[-3000:]
