@@ -155,6 +155,23 @@ def test_sigterm_inside_a_step_or_validation_resumes_exactly(inside: str, uninte
                                checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt"))
 
 
+@pytest.mark.slow
+def test_sigusr1_under_slurm_auto_requeue_runs_lightnings_handler_too(tmp_path: Path) -> None:
+    """In a SLURM job (as Lightning detects one) Lightning's auto-requeue handler keeps SIGUSR1:
+    it saves its HPC checkpoint and calls ``scontrol requeue`` (absent here: it says so); then regkit
+    stops at the step's end with last.ckpt, exit 138."""
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "regkit", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NTASKS_PER_NODE": "1"}
+    stopped = run_regkit(*ARGS, "--run_dir", "run", "--trainer.callbacks+=preempt_helpers.SignalAt",
+                         "--trainer.callbacks.init_args.step=2", "--trainer.callbacks.init_args.name=SIGUSR1",
+                         env={**helper_env(tmp_path), **slurm})
+    assert stopped.returncode == 138, stopped.stderr[-3000:]
+    output = stopped.stdout + stopped.stderr
+    assert "Handling auto-requeue signal" in output and "requeing job 4242" in output, output[-3000:]
+    assert Path("run", "hpc_ckpt_1.ckpt").is_file()  # Lightning's own
+    assert checkpoint(Path("run", "checkpoints", "last.ckpt"))["global_step"] == 3
+
+
 # ---------------------------------------------------------------- the run folder as a resource
 SHORT = ["--config", str(RECIPES / "mlp_dropout.yaml"), "--model.init_args.network.hidden", "[16]",
          "--data.init_args.limit_train", "256", "--trainer.limit_val_batches", "1", "--trainer.max_steps", "2",

@@ -4,9 +4,11 @@ way, with ``last.ckpt`` saved, and the command exits with status 128 + the signa
 138, 130: :data:`EXIT_STATUS`). The same command with ``--ckpt_path auto`` continues exactly.
 
 Lightning already stops on SIGTERM at a step's end (its signal connector raises
-``SIGTERMException``, and under DDP tells every process); this callback saves ``last.ckpt`` when
-that exception passes through ``on_exception``, in every process (the checkpoint gathers all
-processes' RNG states), and sends SIGUSR1 and the first Ctrl-C down the same path. A handler
+``SIGTERMException``); this callback saves ``last.ckpt`` when that exception passes through
+``on_exception``, and sends SIGUSR1 and the first Ctrl-C down the same path. Under DDP it saves
+nothing on a signal (the processes may stop at different steps, and a checkpoint is a collective
+of all of them): there the periodic checkpoints (``--checkpoint.every_n_train_steps``) are what
+``--ckpt_path auto`` continues from. A handler
 SIGUSR1 already has (Lightning's SLURM auto-requeue, which saves an HPC checkpoint and requeues the
 job) still runs first. A second Ctrl-C stops at once, as before, without saving.
 """
@@ -71,10 +73,12 @@ class SaveOnSignal(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or not self.training:
             return
+        self.stopped_at = (trainer.global_step, trainer.current_epoch)
+        if trainer.world_size > 1:
+            return
         # Raised at a step's end (or inside validation after it): the last step is complete.
         self.exact_resume.save_last(trainer)
         self.exact_resume.put_back_stop_copies()
-        self.stopped_at = (trainer.global_step, trainer.current_epoch)
 
     def saved_files(self, trainer: L.Trainer) -> list[str]:
         return [last_path(c) for c in trainer.checkpoint_callbacks
@@ -91,9 +95,14 @@ class SaveOnSignal(L.Callback):
         else:
             step, epoch = self.stopped_at
             saved = self.saved_files(trainer) if trainer is not None else []
-            what = (f"at step {step} (epoch {epoch}); saved {', '.join(saved)}; continue with the same command "
-                    "and --ckpt_path auto" if saved else
-                    f"at step {step} (epoch {epoch}); no checkpoint saved (checkpointing is off or keeps no last.ckpt)")
+            what = f"at step {step} (epoch {epoch}); "
+            if trainer is not None and trainer.world_size > 1:
+                what += ("nothing saved on a signal under DDP; --ckpt_path auto continues from the last "
+                         "periodic checkpoint (--checkpoint.every_n_train_steps)")
+            elif saved:
+                what += f"saved {', '.join(saved)}; continue with the same command and --ckpt_path auto"
+            else:
+                what += "no checkpoint saved (checkpointing is off or keeps no last.ckpt)"
         print(f"regkit fit: stopped by {name} {what} (exit status {EXIT_STATUS[signum]})", file=sys.stderr, flush=True)
         return SystemExit(EXIT_STATUS[signum])
 
