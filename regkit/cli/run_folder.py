@@ -10,6 +10,7 @@ One rule for every task, logger and callback::
         curves.png           loss and the task's metric per epoch (written when fit ends)
         predictions.pt       what ``regkit predict`` returned
         wandb/               the W&B run (offline unless you are logged in)
+        run.lock             held by the fit writing the folder (regkit/cli/run_lock.py)
         samples/, attention_maps/   pictures from callbacks
 
 * ``root`` is the first logger's ``save_dir`` (``runs`` by default), ``name`` is the recipe file's
