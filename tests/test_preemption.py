@@ -304,9 +304,9 @@ def test_wandb_online_without_network_runs_offline_at_once(tmp_path: Path, monke
     monkeypatch.delenv("WANDB_MODE")  # online: a key is set
     env = {"WANDB_API_KEY": "f" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}"}
     start = time.monotonic()
-    result = run_regkit("fit", *SHORT, "--run_dir", "run", env=env, timeout=150)
+    result = regkit_main("fit", *SHORT, "--run_dir", "run", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert time.monotonic() - start < 90
+    assert time.monotonic() - start < 60
     line = (f"W&B: cannot reach http://127.0.0.1:{port} (Connection refused): logging offline instead, to run/wandb; "
             "upload later with `wandb sync run/wandb/offline-run-*`")
     assert result.stderr.count(line) == 1, result.stderr[-3000:]
