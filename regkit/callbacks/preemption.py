@@ -81,8 +81,10 @@ class SaveOnSignal(L.Callback):
         self.exact_resume.put_back_stop_copies()
 
     def saved_files(self, trainer: L.Trainer) -> list[str]:
-        return [last_path(c) for c in trainer.checkpoint_callbacks
-                if isinstance(c, ModelCheckpoint) and c.save_last and c.dirpath and os.path.isfile(last_path(c))]
+        """Each ``last.ckpt`` there is, relative to the working folder when inside it."""
+        paths = [last_path(c) for c in trainer.checkpoint_callbacks
+                 if isinstance(c, ModelCheckpoint) and c.save_last and c.dirpath and os.path.isfile(last_path(c))]
+        return [os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths]
 
     def report(self, trainer: Optional[L.Trainer]) -> SystemExit:
         """Print what was saved and how to continue (stderr); the exit to raise."""
