@@ -32,7 +32,7 @@ class Pace(L.Callback):
     \"\"\"After each training step write the step reached to ``progress`` and wait ``delay`` s, so a
     test can send a signal from outside in the middle of training.\"\"\"
 
-    def __init__(self, progress: str, delay: float = 0.3) -> None:
+    def __init__(self, progress: str, delay: float = 0.5) -> None:
         self.progress, self.delay = progress, delay
 
     def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
