@@ -181,6 +181,10 @@ class ExactResume(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.in_batch = False
         self.save_last(trainer)
+        self.put_back_stop_copies()
+
+    def put_back_stop_copies(self) -> None:
+        """``last.ckpt`` back to the state saved at ``max_steps`` (see :meth:`save_last`)."""
         for copy, path in self.stop_copies.items():
             replace_durably(copy, path)
         self.stop_copies.clear()

@@ -11,7 +11,7 @@
 * ``recipe_checks``: checks of the whole parsed recipe; ``error_keys``: the recipe key of a
   constructor's error; ``error_report``: the two-line report and exit code 2;
 * ``run_folder``: where a run writes (one folder per run, resume, the W&B id); ``launcher_id``:
-  the run id torchrun / SLURM processes share (the job id);
+  the run id torchrun / SLURM processes share (the job id); ``run_lock``: one process at a time writes it;
   ``run_summary``: ``curves.png`` and the summary printed after fit; ``metrics_csv``: reading a
   run's ``metrics.csv``; ``warnings_filter``: the upstream warnings a run silences.
 """

@@ -18,9 +18,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveragi
 from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from regkit.callbacks.checkpoint_files import with_checkpoint_io
 from regkit.callbacks.predictions import PredictionWriter
+from regkit.callbacks.preemption import SaveOnSignal, preempted
 from regkit.callbacks.progress_bar import ProgressBar
 from regkit.callbacks.rank_streams import DistinctRankStreams
 from regkit.callbacks.regularize import Regularize
@@ -41,6 +43,7 @@ from regkit.cli.overrides import merge_component_overrides
 from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
+from regkit.cli.run_lock import RunLock, make_run_folder
 from regkit.cli.run_summary import final_metrics, summarize_run
 from regkit.errors import BadInput, RegkitError
 from regkit.rules import Report
@@ -124,6 +127,7 @@ class RegkitCLI(LightningCLI):
         self.argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
         self.run_info: dict[str, Any] = {}
         self.ckpt_request: Optional[str] = None
+        self.lock: Optional[RunLock] = None
         # Recipes load with the duplicate-key check; no abbreviated options (`--trainer.max_epoch 3` is
         # a typo, not max_epochs). Given to each subcommand too: per-subcommand kwargs replace the main ones.
         strict = {"parser_mode": install_yaml_loader(), "allow_abbrev": False}
@@ -132,19 +136,25 @@ class RegkitCLI(LightningCLI):
             **{sub: {"description": subcommand_description(sub, _first_line(getattr(L.Trainer, sub))), **strict}
                for sub in TRAINER_SUBCOMMANDS},
         })
-        super().__init__(
-            L.LightningModule,
-            L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_callback=LoggerSaveConfigCallback,
-            seed_everything_default=0,
-            auto_configure_optimizers=False,
-            parser_class=ShortErrorParser,
-            args=args,
-            run=run,
-            **kwargs,
-        )
+        try:
+            super().__init__(
+                L.LightningModule,
+                L.LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_callback=LoggerSaveConfigCallback,
+                seed_everything_default=0,
+                auto_configure_optimizers=False,
+                parser_class=ShortErrorParser,
+                args=args,
+                run=run,
+                **kwargs,
+            )
+        except SIGTERMException:  # stopped by a signal (regkit/callbacks/preemption.py): exit 128 + its number
+            raise preempted(getattr(self, "trainer", None)) from None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """As LightningCLI's, with overrides inside a component merged (regkit/cli/overrides.py) and a
@@ -245,7 +255,10 @@ class RegkitCLI(LightningCLI):
             isinstance(c, ProgressBarBase) for c in callbacks
         ):
             callbacks.append(ProgressBar())  # metrics read at the logging interval, not every step
-        callbacks += [ExactResume(), DistinctRankStreams()]
+        exact_resume = ExactResume()
+        callbacks += [exact_resume, DistinctRankStreams()]
+        if self.subcommand == "fit":
+            callbacks.append(SaveOnSignal(exact_resume))
         if self.subcommand == "predict":
             callbacks.append(PredictionWriter())
         logger = run_folder.with_csv_logger(trainer_config.get("logger"), self.run_info.get("run_dir"))
@@ -279,9 +292,12 @@ class RegkitCLI(LightningCLI):
             print("\n\n".join(report.table() for report in reports) if reports else "no regularization rules")
             raise SystemExit(0)
         check_parts_agree(self.model, self.datamodule, self.trainer, self.subcommand)
-        # Only now, with every class built and checked against each other, does the run folder appear.
+        # Only now, with every class built and checked against each other, does the run folder appear;
+        # a fit locks it before anything is written (regkit/cli/run_lock.py; under DDP the launching process).
         if self.run_info and not getattr(self.trainer, "fast_dev_run", False):
-            Path(self.run_info["run_dir"]).mkdir(parents=True, exist_ok=True)
+            make_run_folder(self.run_info["run_dir"])
+            if self.subcommand == "fit" and run_folder.inherited() is None and self.trainer.global_rank == 0:
+                self.lock = RunLock(self.run_info["run_dir"]).acquire()
         if self.run_info.get("resume"):  # a resumed run continues beside its own checkpoints, as intended
             checkpoints = re.escape(os.path.join(self.run_info["run_dir"], "checkpoints"))
             warnings.filterwarnings("ignore", message=f"Checkpoint directory .*{checkpoints} exists and is not empty")

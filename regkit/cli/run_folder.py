@@ -10,12 +10,15 @@ One rule for every task, logger and callback::
         curves.png           loss and the task's metric per epoch (written when fit ends)
         predictions.pt       what ``regkit predict`` returned
         wandb/               the W&B run (offline unless you are logged in)
+        run.lock             held by the fit writing the folder (regkit/cli/run_lock.py)
         samples/, attention_maps/   pictures from callbacks
 
 * ``root`` is the first logger's ``save_dir`` (``runs`` by default), ``name`` is the recipe file's
   stem (or the logger's ``name``, or the task's class), ``run id`` is the start time plus random
   hex, unique even for two runs started in the same second; it is also the W&B run id.
-* ``--run_dir PATH`` puts the run in PATH instead.
+* ``--run_dir PATH`` puts the run in PATH instead; a PATH that already holds a run is refused
+  unless ``--ckpt_path last|auto`` continues it (``validate|test|predict --ckpt_path last
+  --run_dir PATH`` write into ``PATH/<command>-<id>/``).
 * ``--ckpt_path last`` continues the latest run of the recipe (the most recently written
   ``<root>/<name>/*/checkpoints/last.ckpt``) in its own folder and W&B run; ``--ckpt_path auto``
   does the same when there is one and starts a new run otherwise. Both check the file first: a
@@ -86,6 +89,13 @@ def run_of_checkpoint(ckpt_path: str | Path) -> Optional[Path]:
     if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
         return path.parent.parent
     return None
+
+
+def holds_run(folder: str | Path) -> bool:
+    """Whether ``folder`` already holds a run (its config.yaml, metrics.csv or checkpoints)."""
+    folder = Path(folder)
+    return (folder / "config.yaml").is_file() or (folder / "metrics.csv").is_file() or any(
+        (folder / "checkpoints").glob("*.ckpt"))
 
 
 def wandb_id(run_dir: str | Path) -> str:
@@ -187,8 +197,14 @@ def choose_run(config: Any, subcommand: str, ckpt_request: Optional[str]) -> dic
             fail(f"--ckpt_path {ckpt_request}: no such file (or 'last' / 'auto')")
     if resume:
         run_dir = ckpt.parent.parent  # type: ignore[union-attr]
-    elif given_dir:
+    elif given_dir and ckpt_request not in ("last", "auto"):
         run_dir = Path(given_dir)
+        if holds_run(run_dir):  # another run's files, perhaps of another recipe: never overwritten
+            fail(f"--run_dir {given_dir} already holds a run (config.yaml, metrics.csv or checkpoints/). "
+                 "Continue that run with --ckpt_path last (or auto), or give a new folder")
+    elif given_dir:  # fit --ckpt_path auto of a run that saved no checkpoint yet starts it again there;
+        # validate|test|predict of its last.ckpt write beside it, as for any checkpoint of a run
+        run_dir = Path(given_dir) if subcommand == "fit" else Path(given_dir, f"{subcommand}-{agreed_new_run_id(new_run_id)}")
     elif subcommand != "fit" and ckpt is not None and run_of_checkpoint(ckpt) is not None:
         run_dir = run_of_checkpoint(ckpt) / f"{subcommand}-{job.run_id if job else agreed_new_run_id(new_run_id)}"  # type: ignore[operator]
     elif job is not None and job_dir is not None:

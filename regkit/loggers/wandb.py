@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from regkit.loggers.wandb_network import base_url, unreachable
 
 
 def wandb_logged_in() -> bool:
@@ -109,11 +113,29 @@ def _release(distribution: str) -> tuple[int, ...]:
 WANDB_WARNS_ON_ANONYMOUS = _release("wandb") >= (0, 23)
 
 
+def online_reachable(save_dir: str) -> bool:
+    """Whether the W&B server answers (regkit/loggers/wandb_network.py). When it does not, say so
+    once and set ``WANDB_MODE=offline`` for this process and those it starts (DDP)."""
+    why = unreachable(base_url())
+    if why is None:
+        return True
+    os.environ["WANDB_MODE"] = "offline"
+    say(f"W&B: cannot reach {base_url()} ({why}): logging offline instead, to {save_dir}/wandb; "
+        f"upload later with `wandb sync {save_dir}/wandb/offline-run-*`")
+    return False
+
+
+@rank_zero_only
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class WandbLogger(_LightningWandbLogger):
     """Weights & Biases logger with regkit's defaults (Lightning's WandbLogger underneath).
 
     Runs go under ``save_dir/wandb`` (the CLI sets ``save_dir`` to the run folder); offline unless you are logged in (``WANDB_MODE`` is
-    respected; ``wandb sync`` uploads offline runs later). The run config gets ``versions``
+    respected; ``wandb sync`` uploads offline runs later), and offline when the W&B server does not
+    answer within a few seconds (one line says so). The run config gets ``versions``
     (Python, regkit, torch, lightning, torchmetrics, each installed regkit plugin package, the git
     revisions) and, from the CLI, ``recipe``: the full resolved recipe. The API key is never
     read or logged by regkit; wandb itself finds it (``wandb login`` or ``WANDB_API_KEY``).
@@ -143,11 +165,12 @@ class WandbLogger(_LightningWandbLogger):
         if resume is not None:
             kwargs["resume"] = resume
         config = {"versions": run_versions(), **kwargs.pop("config", {})}
+        offline = resolve_offline(offline) or not online_reachable(save_dir)
         super().__init__(
             name=name,
             save_dir=save_dir,
             project=project,
-            offline=resolve_offline(offline),
+            offline=offline,
             log_model=log_model,
             config=config,
             id=id,
