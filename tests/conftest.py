@@ -50,6 +50,9 @@ def regkit_main(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     from regkit import cli
 
     saved_env, saved_argv = dict(os.environ), sys.argv
+    # A module-scoped fixture runs before the per-test _offline_wandb: drop a W&B service address an
+    # earlier test left in os.environ (its service is gone; wandb.init would fail to connect to it).
+    os.environ.pop("WANDB_SERVICE", None)
     os.environ.update(env or {})
     sys.argv = ["regkit", *args]  # what LightningCLI sees in a real `regkit ...`
     out, err = io.StringIO(), io.StringIO()
