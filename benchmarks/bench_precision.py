@@ -30,7 +30,8 @@ def classifier() -> Any:
     return Classifier(network=dict(S1_NETWORK), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
 
 
-def gan() -> Any:
+def gan(compile: bool = False) -> Any:
+    """recipes/gan.yaml's DCGAN task (``compile``: torch.compile G and D, for bench_compile)."""
     from regkit.tasks import GAN
 
     torch.manual_seed(0)
@@ -38,7 +39,7 @@ def gan() -> Any:
         generator={"name": "dcgan_generator", "latent_dim": 64, "width": 32, "norm": "batch_norm",
                    "activation": "relu"},
         discriminator={"name": "dcgan_discriminator", "width": 32, "dropout": {"name": "dropout", "p": 0.3}},
-        ema_decay=0.999, metrics=False,
+        ema_decay=0.999, metrics=False, compile=compile,
     )
 
 

@@ -1,0 +1,130 @@
+"""torch.compile (issue #27): regkit's tasks with ``compile: true`` against the hand-written *eager*
+PyTorch loop, ms per training step on the CPU (or the GPU when there is one), compile time apart.
+
+Cases, each from the same weights on the same in-memory MNIST batches (logging, progress bar and
+checkpointing off, as in the ``overhead`` benchmark's "logging off" row):
+
+* ``hand-written eager loop``: what one writes without a framework (``bench_overhead.hand_loop``
+  for the classifiers; the GAN's alternating D / G steps of ``bench_gan_ddp.step`` for the DCGAN);
+* ``regkit, eager``: the task through the Lightning Trainer, compile off (the default);
+* ``regkit, compile``: the same with ``compile: true`` (inductor, torch's defaults).
+
+Per-step time is the steady state after the warm-up steps (where compilation happens); "compile
+time" is the compiled run's warm-up wall time minus the same number of its steady steps. Runs of the
+three cases alternate, so load from elsewhere hits all alike.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_overhead import S1_NETWORK, Stamps, adam, build_network, hand_loop, loader, mnist_batches  # noqa: E402
+from bench_precision import gan  # noqa: E402
+from common import cpu_flags, median_iqr, print_table, row  # noqa: E402
+
+BENCHMARK = "compile"
+
+ATTENTION_NETWORK: dict[str, Any] = {  # recipes/attention_dropout.yaml's network
+    "name": "attention_classifier", "in_features": 28, "max_len": 28, "d_model": 64, "num_heads": 4,
+    "num_layers": 2, "ff_dim": 128, "out_features": 10, "attn_dropout": 0.1,
+    "dropout": {"name": "dropout", "p": 0.1},
+}
+
+
+def classifier(network: dict[str, Any], compile: bool) -> Any:
+    from regkit.tasks import Classifier
+
+    torch.manual_seed(0)
+    return Classifier(network=dict(network), optimizer=adam, compile=compile)
+
+
+def timed_fit(task: Any, data: Any, steps: int) -> tuple[Stamps, float]:
+    """Train ``task`` for ``steps`` optimizer steps; the stamps and the wall time from the start of fit."""
+    import lightning as L
+
+    stamps = Stamps()
+
+    class StampCallback(L.Callback):
+        def on_train_batch_start(self, *args: Any) -> None:
+            stamps.start()
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            stamps.stop()
+
+    trainer = L.Trainer(
+        accelerator="auto", devices=1, max_steps=steps, logger=False, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, callbacks=[StampCallback()],
+    )
+    trainer.fit(task, train_dataloaders=data)
+    return stamps, time.perf_counter()
+
+
+def hand_gan(data: Any, batches: int) -> Stamps:
+    """The DCGAN's alternating D / G steps written by hand (bench_gan_ddp.step, one process)."""
+    from bench_gan_ddp import Pair, step
+
+    torch.manual_seed(0)
+    pair = Pair()
+    opts = {k: torch.optim.Adam(getattr(pair, k).parameters(), lr=2e-4, betas=(0.5, 0.999)) for k in "dg"}
+    pair.train()
+    stamps = Stamps()
+    for i, (real,) in enumerate(data):
+        if i == batches:
+            break
+        stamps.start()
+        step(pair, pair, opts, real * 2 - 1, flat=False)
+    stamps.stop()
+    return stamps
+
+
+def run(quick: bool = False) -> list[dict]:
+    batches, warmup, repeats = (15, 5, 1) if quick else (60, 10, 3)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({cpu_flags()})"
+    rows: list[dict] = []
+    mnist = mnist_batches(batches * 128)
+    pixels = torch.utils.data.TensorDataset(mnist.tensors[0][: batches * 64] * 0.3081 + 0.1307)  # [0, 1], as gan.yaml
+    tasks: list[tuple[str, Callable[[], Stamps], Callable[[bool], Any], Any]] = [
+        ("S1 MLP (recipes/mlp_dropout.yaml's network, batch 128)",
+         lambda: hand_loop(build_network(S1_NETWORK), loader(mnist), batches),
+         lambda c: classifier(S1_NETWORK, c), loader(mnist)),
+        ("S0 attention classifier (recipes/attention_dropout.yaml's network, batch 128)",
+         lambda: hand_loop(build_network(ATTENTION_NETWORK), loader(mnist), batches),
+         lambda c: classifier(ATTENTION_NETWORK, c), loader(mnist)),
+        ("S4 DCGAN (recipes/gan.yaml's G and D, batch 64; one D + one G step)",
+         lambda: hand_gan(loader(pixels, 64), batches),
+         gan, loader(pixels, 64)),
+    ]
+    for name, hand, build, data in tasks:
+        steps = batches * (2 if "DCGAN" in name else 1)  # the GAN's Trainer counts D and G steps
+        times: dict[str, list[float]] = {"hand": [], "eager": [], "compile": []}
+        compile_s: list[float] = []
+        hand(), timed_fit(build(False), data, steps)  # warm-up of the eager paths (allocator, imports)
+        for _ in range(repeats):
+            times["hand"].append(hand().per_step_ms(warmup))
+            times["eager"].append(timed_fit(build(False), data, steps)[0].per_step_ms(warmup))
+            torch.compiler.reset()  # each repeat compiles afresh, so the compile time is a real one
+            start = time.perf_counter()
+            stamps, _ = timed_fit(build(True), data, steps)
+            steady = stamps.per_step_ms(warmup)
+            times["compile"].append(steady)
+            compile_s.append((stamps.starts[warmup] - start) - warmup * steady / 1000)
+        base, base_iqr = median_iqr(times["hand"])
+        rows.append(row(BENCHMARK, f"{name}: hand-written eager loop", "ms/batch", base, base_iqr,
+                        note=f"{device}, {torch.get_num_threads()} torch threads, median of {repeats} runs of "
+                        f"{batches - warmup} steady batches"))
+        for case, label in (("eager", "regkit, eager"), ("compile", "regkit, compile: true")):
+            value, spread = median_iqr(times[case])
+            rows.append(row(BENCHMARK, f"{name}: {label}", "ms/batch", value, spread, "hand-written eager loop", base))
+        value, spread = median_iqr(compile_s)
+        rows.append(row(BENCHMARK, f"{name}: compile time", "s", value, spread,
+                        note="warm-up wall time of the compiled run minus as many steady steps (Trainer setup included)"))
+    return rows
+
+
+if __name__ == "__main__":
+    print_table(run(quick="--quick" in sys.argv))
