@@ -180,6 +180,15 @@ def remove_partial_saves(folder: str | Path) -> list[Path]:
     return removed
 
 
+def load_as_data(path: str | Path) -> Any:
+    """``torch.load`` of a checkpoint as plain data (``weights_only``), memory-mapped where its format
+    allows, so that checking one does not read its tensors into memory."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def problem(path: str | Path, resumable: bool = True) -> Optional[str]:
     """Why ``path`` is not a complete Lightning checkpoint (``resumable``: one that training can
     continue from), or None. Reads the file once (zip CRCs) and maps its tensors without loading them."""
@@ -203,10 +212,7 @@ def problem(path: str | Path, resumable: bool = True) -> Optional[str]:
     elif not magic.startswith(b"\x80"):  # nor the pickle of torch's old format
         return f"is not a PyTorch checkpoint file ({size_text(size)} that start with neither a zip nor a pickle header)"
     try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_as_data(path)
     except Exception as err:
         return f"does not load as a PyTorch checkpoint ({describe(err).split('. ')[0][:200]})"
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:

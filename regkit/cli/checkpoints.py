@@ -158,14 +158,11 @@ def saved_checkpoint_dirs(ckpt_path: str, named: frozenset[str] = frozenset()) -
 
 @functools.lru_cache(maxsize=4)
 def _read_trusted(ckpt_path: str, mtime_ns: int, size: int, named: frozenset[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    import torch
+    from regkit.callbacks.checkpoint_files import load_as_data
 
     path = Path(ckpt_path)
     try:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # an old (non-zip) checkpoint cannot be memory-mapped
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_as_data(path)
     except Exception as err:
         raise BadInput(
             f"{str(ckpt_path)!r} is not a PyTorch checkpoint that loads safely (weights_only): {describe(err)}",
