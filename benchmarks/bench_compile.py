@@ -45,6 +45,48 @@ ATTENTION_NETWORK: dict[str, Any] = {  # recipes/attention_dropout.yaml's networ
 }
 
 
+LM_NETWORK: dict[str, Any] = {  # recipes/lstm_ptb_standard.yaml's network
+    "name": "rnn_lm", "vocab_size": 10000, "cell": "lstm", "embedding_dim": 200, "hidden_size": 200,
+    "num_layers": 2, "input_dropout": {"name": "dropout", "p": 0.5}, "layer_dropout": {"name": "dropout", "p": 0.5},
+    "output_dropout": {"name": "dropout", "p": 0.5}, "tie_weights": True,
+}
+
+
+def token_batches(batches: int, batch_size: int = 20, bptt: int = 35) -> Any:
+    """(inputs, targets) windows of random token ids, the PTB recipes' shapes (the ids do not change the
+    time of a step)."""
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, LM_NETWORK["vocab_size"], (batches * batch_size, bptt + 1), generator=generator)
+    return torch.utils.data.TensorDataset(tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
+
+
+def language_model(compile: bool) -> Any:
+    from regkit.tasks import LanguageModel
+
+    torch.manual_seed(0)
+    return LanguageModel(network=dict(LM_NETWORK), optimizer=adam, compile=compile)
+
+
+def hand_lm(data: Any, batches: int) -> Stamps:
+    """The LSTM language model's truncated-BPTT step written by hand: the state carried, detached."""
+    network = build_network(LM_NETWORK)
+    optimizer = adam(network.parameters())
+    network.train()
+    stamps, state = Stamps(), None
+    for i, (x, y) in enumerate(data):
+        if i == batches:
+            break
+        stamps.start()
+        out = network(x, state)
+        state = tuple(s.detach() for s in out.state)
+        loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, out.logits.size(-1)), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    stamps.stop()
+    return stamps
+
+
 def classifier(network: dict[str, Any], compile: bool) -> Any:
     from regkit.tasks import Classifier
 
@@ -76,6 +118,7 @@ def run(quick: bool = False) -> list[dict]:
     rows: list[dict] = []
     mnist = mnist_batches(batches * 128)
     pixels = torch.utils.data.TensorDataset(mnist.tensors[0][: batches * 64] * 0.3081 + 0.1307)  # [0, 1], as gan.yaml
+    tokens = token_batches(batches)
     tasks: list[tuple[str, Callable[[], Stamps], Callable[[bool], Any], Any]] = [
         ("S1 MLP (recipes/mlp_dropout.yaml's network, batch 128)",
          lambda: hand_loop(build_network(S1_NETWORK), loader(mnist), batches),
@@ -86,6 +129,9 @@ def run(quick: bool = False) -> list[dict]:
         ("S4 DCGAN (recipes/gan.yaml's G and D, batch 64; one D + one G step)",
          lambda: hand_gan(loader(pixels, 64), batches),
          gan, loader(pixels, 64)),
+        ("S2 LSTM LM (recipes/lstm_ptb_standard.yaml's network, 20 x 35 tokens)",
+         lambda: hand_lm(loader(tokens, 20), batches),
+         language_model, loader(tokens, 20)),
     ]
     for name, hand, build, data in tasks:
         steps = batches * (2 if "DCGAN" in name else 1)  # the GAN's Trainer counts D and G steps

@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from claim_stats import combine, interval_text, t_quantile, welch
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false", "--trainer.logger", "null"]
 TINY = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
         "--trainer.limit_test_batches", "1"]
 SEEDS = {"tiny": 2, "short": 3, "cpu": 3, "full": 3}
@@ -43,6 +45,33 @@ BUDGETS = ["tiny", "short", "cpu", "full"]  # a claim without options for a budg
 def _epochs(n: int) -> list[str]:
     """``n`` epochs with the cosine schedule of the MNIST recipes decaying over exactly those."""
     return ["--trainer.max_epochs", str(n), "--model.init_args.lr_scheduler.init_args.T_max", str(n)]
+
+
+def _subset(images: int, epochs: int, validations: int = 10) -> list[str]:
+    """The first ``images`` MNIST training images for ``epochs`` epochs (cosine over them),
+    validated ``validations`` times."""
+    return ["--data.init_args.limit_train", str(images), *_epochs(epochs),
+            "--trainer.check_val_every_n_epoch", str(max(1, epochs // validations))]
+
+
+S4_LIMITED = ["--data.init_args.limit_train", "512", "--trainer.max_epochs", "400",
+              "--trainer.check_val_every_n_epoch", "25", "--trainer.callbacks", "[]"]  # 3.2k steps of D and G
+S4_R1 = ["model.init_args.d_penalties=[{name: r1}]", "model.init_args.discriminator.dropout.p=0.0"]  # R1 (gamma 10) instead of dropout: a second regularizer of D
+S2_CONVERGED = ["--trainer.max_epochs", "8", "--model.init_args.lr_scheduler",  # the rate decays to 0: settled
+                "{class_path: torch.optim.lr_scheduler.CosineAnnealingLR, init_args: {T_max: 8}}"]
+S1_SIZES = {1000: 150, 5000: 50, 10000: 25}  # training images -> epochs (about 1.2k, 2k and 2k steps)
+S1_CONFIGS = "config=recipes/mlp_no_dropout.yaml,recipes/mlp_dropout.yaml"
+S1_MAXNORM = ["config=recipes/mlp_dropout.yaml,recipes/mlp_dropout_maxnorm.yaml"]
+
+
+@dataclass
+class Part:
+    """One ``regkit compare`` of a claim: its label (a folder under the claim's), the options every
+    run of it takes and, when it varies other keys than the claim, its own ``--vary``."""
+
+    label: str
+    args: list[str]
+    vary: Optional[list[str]] = None
 
 
 @dataclass
@@ -55,12 +84,16 @@ class Claim:
     metrics: list[str]         # table metrics, the first drawn
     budgets: dict[str, list[str]]  # budget -> options for every regkit fit (tiny is added for all)
     budget_note: dict[str, str]
-    verdict: Callable[[dict[str, dict[str, tuple[float, float, int]]]], str]
+    verdict: Callable[..., str]  # (rows, curves) -> the verdict's words
     base: list[str] = field(default_factory=list)  # --config for claims that vary keys of one recipe
     budget_vary: dict[str, list[str]] = field(default_factory=dict)  # a budget's own --vary (other recipes)
     curves: list[str] = field(default_factory=list)
     lower_is_better: bool = False
     notes: str = ""  # what was learned outside these runs (a GPU attempt, say), shown after the command
+    parts: dict[str, list[Part]] = field(default_factory=dict)  # a budget run as several compares (a sweep)
+    seeds: dict[str, int] = field(default_factory=dict)  # a budget's seeds when not SEEDS[budget]
+    regime: str = ""  # why this budget is where the claimed effect lives (shown above the table)
+    figure: Optional[Callable[[list[dict[str, Any]], Path, str], bool]] = None  # (results, png, title): drawn?
 
 
 def _stats(rows: dict, setting: str, metric: str) -> tuple[float, float, int]:
@@ -73,141 +106,274 @@ def _show(metric: str, value: float) -> str:
     return f"{value:.4f}" if "loss" in metric else f"{value:.1f}"
 
 
-def _versus(rows: dict, better: str, worse: str, metric: str, lower: bool, names: tuple[str, str]) -> str:
-    """Whether ``better`` beats ``worse`` on ``metric``, measured against the seed spread."""
+Curves = dict[str, dict[str, list[tuple[float, float]]]]  # setting -> metric -> [(epochs done, mean over seeds)]
+
+
+def mean_curves(results: list[dict[str, Any]]) -> Curves:
+    """Each setting's validation curves averaged over its finished seeds (epochs all seeds logged)."""
+    found: dict[str, dict[str, dict[float, list[float]]]] = {}
+    for result in results:
+        if result.get("status") == "ok":
+            for metric, points in result.get("curves", {}).items():
+                for epoch, value in points:
+                    found.setdefault(result["setting"], {}).setdefault(metric, {}).setdefault(epoch, []).append(value)
+    return {setting: {metric: [(e, statistics.fmean(v)) for e, v in sorted(by_epoch.items())]
+                      for metric, by_epoch in metrics.items()} for setting, metrics in found.items()}
+
+
+@dataclass
+class Judged:
+    """One comparison of a claim: its words and the interval's outcome."""
+
+    outcome: str
+    text: str
+
+
+def _versus(rows: dict, better: str, worse: str, metric: str, lower: bool, names: tuple[str, str]) -> Judged:
+    """Whether ``better`` beats ``worse`` on ``metric``: the gain with its Welch 95 % interval over seeds."""
     (m1, s1, n1), (m2, s2, n2) = _stats(rows, better, metric), _stats(rows, worse, metric)
-    if not n1 or not n2:
-        return f"{names[0]} vs {names[1]}: not measured"
+    comparison = welch(m1, s1, n1, m2, s2, n2, lower_is_better=lower)
+    if comparison.outcome == "not measured":
+        return Judged("not measured", f"{names[0]} vs {names[1]}: not measured")
     label = metric.replace("/acc", " error")
     values = f"{label} {_show(metric, m1)} vs {_show(metric, m2)}"
-    gain = (m2 - m1) if lower else (m1 - m2)
-    spread = math.sqrt(s1 ** 2 + s2 ** 2)
-    if min(n1, n2) < 2:
-        return f"{names[0]} vs {names[1]}: too few seeds to judge ({values}; seeds {n1} and {n2})"
-    spread_text = (f"spread ±{100 * spread:.2f} %" if metric.endswith("acc")
-                   else f"spread ±{spread:.4f}" if "loss" in metric else f"spread ±{spread:.1f}")
-    if gain > spread:
-        return f"{names[0]} beats {names[1]} by more than the seed spread ({values}, {spread_text})"
-    if gain > 0:
-        return f"{names[0]} beats {names[1]} by less than the seed spread ({values}, {spread_text})"
-    return f"{names[0]} does NOT beat {names[1]} ({values}, {spread_text})"
+    accuracy = metric.endswith("acc")
+    gain = interval_text(comparison, 100.0 if accuracy else 1.0, " points" if accuracy else "",
+                         2 if accuracy or "loss" in metric else 1)
+    word = {"reproduced": "beats", "refuted": "is beaten by", "inconclusive": "is not separated from",
+            "too few seeds": "cannot yet be compared with"}[comparison.outcome]
+    return Judged(comparison.outcome, f"{names[0]} {word} {names[1]} ({values}; gain {gain})")
 
 
-def _verdict(parts: list[str]) -> str:
-    text = "; ".join(parts) + "."
-    if any("not measured" in p for p in parts):
-        return "incomplete: " + text
-    if any("too few seeds" in p for p in parts):
-        return "**inconclusive** (fewer than 2 seeds finished for a setting): " + text
-    if all("more than the seed spread" in p for p in parts):
-        return "**reproduced**: " + text
-    if any("does NOT beat" in p for p in parts):
-        return "**not reproduced** at this budget: " + text
-    return "**inconclusive** (differences within the seed spread): " + text
+VERDICT_WORDS = {"reproduced": "**reproduced**", "refuted": "**refuted**", "inconclusive": "**inconclusive**",
+                 "incomplete": "incomplete"}
 
 
-def verdict_s1(rows: dict) -> str:
-    none, drop, maxn = "config=mlp_no_dropout", "config=mlp_dropout", "config=mlp_dropout_maxnorm"
-    text = _verdict([
-        _versus(rows, drop, none, "test/acc", False, ("dropout", "no dropout")),
-        _versus(rows, maxn, drop, "test/acc", False, ("dropout + max-norm", "dropout alone")),
-    ])
-    (m1, _, n1), (m2, _, n2) = _stats(rows, maxn, "test/acc"), _stats(rows, drop, "test/acc")
-    if n1 and n2 and abs(m1 - m2) < 1e-9:
-        text += (" With and without max-norm the runs are identical: at this learning rate and budget no "
-                 "unit's weights reached the bound, so the constraint never acted (the paper's claim is "
-                 "about the large learning rates it makes usable).")
+def _verdict(parts: list[Judged], extra: str = "") -> str:
+    """The claim's verdict from all the comparisons it asserts (claim_stats.combine), then the words."""
+    overall = combine([part.outcome for part in parts])
+    text = "; ".join(part.text for part in parts) + "."
+    if any(part.outcome == "inconclusive" for part in parts):
+        text += " An interval that includes zero decides nothing: more seeds would narrow it."
+    return f"{VERDICT_WORDS[overall]}: {text}{(' ' + extra) if extra else ''}"
+
+
+def _overfits(rows: dict, setting: str, what: str) -> str:
+    """'without dropout: train error 0.0 %, test 6.1 %' for a setting logging train/acc and test/acc."""
+    train, test = _stats(rows, setting, "train/acc")[0], _stats(rows, setting, "test/acc")[0]
+    if math.isnan(train) or math.isnan(test):
+        return ""
+    return f"{what}: last-epoch training error {100 * (1 - train):.1f} %, test {100 * (1 - test):.1f} %"
+
+
+def verdict_s1(rows: dict, curves: Optional[Curves] = None) -> str:
+    sizes = [setting.split(":")[0] for setting in rows if setting.startswith("n=") and "no_dropout" in setting]
+    parts = [_versus(rows, f"{n}: config=mlp_dropout", f"{n}: config=mlp_no_dropout", "test/acc", False,
+                     (f"at {n} images dropout", "no dropout")) for n in sizes]
+    maxnorm = _find(rows, "max-norm", "mlp_dropout_maxnorm")
+    if maxnorm in rows:
+        n = maxnorm.split("max-norm ")[1].split(" lr")[0]
+        parts.append(_versus(rows, maxnorm, f"{n}: config=mlp_dropout", "test/acc", False,
+                             ("dropout + max-norm at lr 0.1", "dropout alone at its lr 0.02")))
+    elif not sizes:  # the recipes' defaults (one compare of the three recipes)
+        parts = [_versus(rows, "config=mlp_dropout", "config=mlp_no_dropout", "test/acc", False, ("dropout", "no dropout")),
+                 _versus(rows, "config=mlp_dropout_maxnorm", "config=mlp_dropout", "test/acc", False,
+                         ("dropout + max-norm", "dropout alone"))]
+    regime = "; ".join(filter(None, (_overfits(rows, f"{n}: config=mlp_no_dropout", f"without dropout at {n}")
+                                     for n in sizes)))
+    text = _verdict(parts, f"Regime: {regime}." if regime else "")
+    alone = _find(rows, "max-norm", "config=mlp_dropout", exclude="maxnorm")
+    if alone in rows:
+        text += f" Beside it: dropout alone at lr 0.1 ends at {_show('test/acc', _stats(rows, alone, 'test/acc')[0])} test error."
     return text
 
 
-def _find(rows: dict, word: str) -> str:
-    return next((setting for setting in rows if word in setting), word)
+def _find(rows: dict, *words: str, exclude: str = "") -> str:
+    return next((setting for setting in rows if all(w in setting for w in words)
+                 and not (exclude and exclude in setting)), " ".join(words))
 
 
-def verdict_s2(rows: dict) -> str:
+def _still_falling(curve: list[tuple[float, float]], share: float = 0.02) -> bool:
+    """Whether a lower-is-better curve fell by more than ``share`` over its last quarter."""
+    if len(curve) < 4:
+        return False
+    tail = curve[-max(2, len(curve) // 4):]
+    return tail[-1][1] < (1 - share) * tail[0][1]
+
+
+def verdict_s2(rows: dict, curves: Optional[Curves] = None) -> str:
     none, std, var = _find(rows, "no_dropout"), _find(rows, "standard"), _find(rows, "variational")
     parts = [
         _versus(rows, std, none, "test/ppl", True, ("standard dropout", "no dropout")),
         _versus(rows, var, std, "test/ppl", True, ("variational dropout", "standard dropout")),
     ]
     train, val = _stats(rows, none, "train/ppl")[0], _stats(rows, none, "val/ppl")[0]
-    overfit = ""
+    extra = ""
     if not (math.isnan(train) or math.isnan(val)):
-        overfit = (f" Overfitting check: without dropout the last epoch's training perplexity is {train:.0f} "
-                   f"against {val:.0f} on validation" + (" (it overfits)." if val > 1.5 * train else
-                                                          " (not clearly overfitting)."))
-    text = _verdict(parts) + overfit
-    if "variational dropout does NOT beat" in text or "variational dropout beats standard dropout by less" in text:
-        text += (" With dropout both models' validation perplexity is still falling at the last epoch (see the "
-                 "curves): at this budget the two dropouts are compared before either has converged, while the "
-                 "paper compares converged medium models (39 epochs on all of PTB: the full budget, GPU work).")
-    return text
+        extra = (f"Regime: without dropout the last epoch's training perplexity is {train:.0f} against {val:.0f} "
+                 "on validation" + (" (it overfits)." if val > 1.5 * train else " (not clearly overfitting)."))
+    falling = [name for name, setting in (("standard", std), ("variational", var))
+               if _still_falling((curves or {}).get(setting, {}).get("val/ppl", []))]
+    if falling:
+        extra += (f" Validation perplexity of {' and '.join(falling)} dropout is still falling in the last quarter "
+                  "of training: those models have not converged, so the second comparison is made before the "
+                  "paper's regime (converged medium models, GPU work).")
+    return _verdict(parts, extra.strip())
 
 
-def verdict_s3(rows: dict) -> str:
+def verdict_s3(rows: dict, curves: Optional[Curves] = None) -> str:
     """Two parts: dropout right before BN costs accuracy against dropout after it (the variance
-    shift), and dropout after the last BN costs nothing against BN alone (a no-worse claim: it holds
-    while BN alone is not better by more than the seed spread)."""
+    shift: reproduced when the interval of the gain lies above zero), and dropout after the last BN
+    costs nothing against BN alone (a no-worse claim: refuted only when BN alone is better with an
+    interval above zero)."""
     after, before, free = ("order=[norm, act, dropout]", "order=[dropout, norm, act]", "order=[norm, act]")
     shift = _versus(rows, after, before, "test/acc", False, ("dropout after BN+ReLU", "dropout right before BN"))
-    (m_after, s_after, n_after), (m_free, s_free, n_free) = (_stats(rows, after, "test/acc"),
-                                                             _stats(rows, free, "test/acc"))
-    if not n_after or not n_free or "not measured" in shift:
-        return "incomplete: " + shift + "."
-    spread = math.sqrt(s_after ** 2 + s_free ** 2)
-    values = f"test error {_show('test/acc', m_after)} vs {_show('test/acc', m_free)} for BN alone, spread ±{100 * spread:.2f} %"
-    costs = m_free - m_after > spread
-    second = (f"dropout after the last BN {'costs more' if costs else 'costs no more'} than the seed spread "
-              f"against BN alone ({values})")
-    if "more than the seed spread" in shift and not costs:
-        verdict = "**reproduced**: "
-    elif "does NOT beat" in shift or costs:
-        verdict = "**not reproduced** at this budget: "
+    cost = _versus(rows, free, after, "test/acc", False, ("BN alone", "dropout after the last BN"))
+    if "not measured" in (shift.outcome, cost.outcome):
+        return "incomplete: " + shift.text + "; " + cost.text + "."
+    if cost.outcome == "too few seeds":
+        no_worse = Judged(cost.outcome, cost.text)
+    elif cost.outcome == "reproduced":  # BN alone is better, its interval above zero
+        no_worse = Judged("refuted", f"dropout after the last BN costs accuracy: {cost.text}")
     else:
-        verdict = "**inconclusive** (differences within the seed spread): "
-    text = verdict + shift + "; " + second + "."
+        no_worse = Judged("reproduced", f"dropout after the last BN costs nothing detectable: {cost.text}")
+    text = _verdict([shift, no_worse])
+    m_after, m_free = _stats(rows, after, "test/acc")[0], _stats(rows, free, "test/acc")[0]
     if m_free > m_after:
         text += (" At this budget batch norm alone is the best of the three: dropout adds no regularization "
                  "on top of it for this MLP, wherever it is placed.")
     return text
 
 
-def verdict_s4(rows: dict) -> str:
+def verdict_s4(rows: dict, curves: Optional[Curves] = None) -> str:
     metric = next((m for r in rows.values() for m in r if "fid" in m.lower()), "val/fid")
-    text = _verdict([_versus(rows, "dropout.p=0.3", "dropout.p=0.0", metric, True, ("dropout 0.3 in D", "no dropout in D"))])
-    if "NOT beat" in text or "inconclusive" in text:
-        text += (" At this budget FID is still falling steeply in the last epoch for both settings (see the curves): "
-                 "D has not had time to overfit the real images, which is what dropout in D guards against.")
-    return text
+    none, dropout = _find(rows, "dropout.p=0.0", exclude="r1"), _find(rows, "dropout.p=0.3")
+    parts = [_versus(rows, dropout, none, metric, True, ("dropout 0.3 in D", "no dropout in D"))]
+    r1 = _find(rows, "r1")
+    extra = []
+    curve = (curves or {}).get(none, {}).get(metric, [])
+    if len(curve) >= 3:
+        best = min(curve, key=lambda point: point[1])
+        extra.append(f"Regime: without dropout, FID (mean over seeds) is lowest at epoch {best[0]:.0f} ({best[1]:.1f}) "
+                     f"and ends at {curve[-1][1]:.1f} at epoch {curve[-1][0]:.0f}" +
+                     (" (it rises again: D overfits the limited data)." if curve[-1][1] > 1.05 * best[1]
+                      else " (it has stopped falling)." if not _still_falling(curve) else " (still falling).")
+                     )
+    if r1 in rows:
+        beside = _versus(rows, r1, none, metric, True, ("R1 (gamma 10) on D", "no regularization of D"))
+        extra.append(f"Beside it, a second regularizer of D (not the seed's claim): {beside.text}.")
+    if not extra and "fid" in metric:
+        extra.append("")
+    return _verdict(parts, " ".join(extra).strip())
 
 
-def verdict_s0(rows: dict) -> str:
-    text = _verdict([_versus(rows, "attn_dropout=0.1", "attn_dropout=0.0", "test/acc", False,
-                             ("attention-dropout 0.1", "no attention-dropout"))])
-    train, test = _stats(rows, "attn_dropout=0.0", "train/acc")[0], _stats(rows, "attn_dropout=0.0", "test/acc")[0]
-    if not (math.isnan(train) or math.isnan(test)) and train <= test + 0.005:
-        text += (f" Without attention-dropout the model does not overfit at this budget (last-epoch training "
-                 f"accuracy {100 * train:.1f} %, test {100 * test:.1f} %), so a regularizer has nothing to correct; "
-                 "a fair test needs a longer run on less data.")
-    return text
+def verdict_s0(rows: dict, curves: Optional[Curves] = None) -> str:
+    none, drop = _find(rows, "attn_dropout=0.0"), _find(rows, "attn_dropout=0.1")
+    regime = _overfits(rows, none, "without attention-dropout")
+    extra = [f"Regime: {regime}."] if regime else []
+    stronger = _find(rows, "attn_dropout=0.3")
+    if stronger in rows:
+        beside = _versus(rows, stronger, none, "test/acc", False, ("attention-dropout 0.3", "no attention-dropout"))
+        extra.append(f"Beside it (a larger rate, not the paper's): {beside.text}.")
+    return _verdict([_versus(rows, drop, none, "test/acc", False, ("attention-dropout 0.1", "no attention-dropout"))],
+                    " ".join(extra))
 
 
-def verdict_early(rows: dict) -> str:
+def verdict_early(rows: dict, curves: Optional[Curves] = None) -> str:
     none, standard, early = _find(rows, "p=0.0"), _find(rows, "p=0.1"), _find(rows, "early")
     return _verdict([
         _versus(rows, early, none, "train/loss", True, ("early dropout", "no dropout")),
         _versus(rows, early, none, "test/acc", False, ("early dropout", "no dropout")),
         _versus(rows, early, standard, "test/acc", False, ("early dropout", "standard dropout")),
-    ]) + (" (The training loss of standard dropout is measured with its dropout on, so only early dropout's, "
-          "off by then, is compared with no dropout's.)")
+    ], "(The training loss of standard dropout is measured with its dropout on, so only early dropout's, "
+       "off by then, is compared with no dropout's.)")
 
 
-def verdict_late(rows: dict) -> str:
+def verdict_late(rows: dict, curves: Optional[Curves] = None) -> str:
     """The claim is late dropout against no dropout; standard dropout is shown beside it, not judged."""
     none, standard, late = _find(rows, "p=0.0"), _find(rows, "p=0.5"), _find(rows, "late")
     beside = _versus(rows, late, standard, "test/acc", False, ("late dropout", "standard dropout"))
-    return (_verdict([_versus(rows, late, none, "test/acc", False, ("late dropout", "no dropout"))])
-            + f" Beside it (not part of the claim): {beside}.")
+    return _verdict([_versus(rows, late, none, "test/acc", False, ("late dropout", "no dropout"))],
+                    f"Beside it (not part of the claim): {beside.text}.")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_by_size(results: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """S1: test error against the training-set size (log scale), each setting's mean over seeds with
+    its 95 % interval, every seed a dot; max-norm runs as their own markers."""
+    rows = summarise(results)
+    by_setting: dict[str, list[tuple[int, str]]] = {}
+    for setting in rows:
+        size, _, name = setting.partition(": ")
+        if size.startswith("n=") and "test/acc" in rows[setting]:
+            by_setting.setdefault(name, []).append((int(size[2:]), setting))
+    if not by_setting:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, points in sorted(by_setting.items()):
+        points.sort()
+        xs = [n for n, _ in points]
+        means = [100 * (1 - rows[s]["test/acc"][0]) for _, s in points]
+        half = [100 * rows[s]["test/acc"][1] * t_quantile(0.975, max(1, rows[s]["test/acc"][2] - 1))
+                / math.sqrt(rows[s]["test/acc"][2]) if rows[s]["test/acc"][2] > 1 else 0.0 for _, s in points]
+        line = ax.errorbar(xs, means, yerr=half, marker="o", capsize=4, label=name.replace("config=", ""))
+        for n, setting in points:
+            seeds = [100 * (1 - r["final"]["test/acc"]) for r in results
+                     if r.get("status") == "ok" and r["setting"] == setting and "test/acc" in r.get("final", {})]
+            ax.scatter([n] * len(seeds), seeds, s=10, alpha=0.4, color=line[0].get_color())
+    for setting in rows:
+        if setting.startswith("max-norm") and "test/acc" in rows[setting]:
+            n = int(setting.split("n=")[1].split()[0])
+            label = setting.split(": ")[1].replace("config=", "") + " (lr 0.1)"
+            ax.scatter([n], [100 * (1 - rows[setting]["test/acc"][0])], marker="*", s=120, label=label, zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("MNIST training images")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def figure_curves(metric: str) -> Callable[[list[dict[str, Any]], Path, str], bool]:
+    """Each setting's ``metric`` over epochs: the mean over seeds bold, every seed thin (S4: FID)."""
+
+    def draw(results: list[dict[str, Any]], path: Path, title: str) -> bool:
+        means = mean_curves(results)
+        if not any(metric in curves for curves in means.values()):
+            return False
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for setting, curves in means.items():
+            if metric not in curves:
+                continue
+            line, = ax.plot(*zip(*curves[metric]), linewidth=2.2, label=setting)
+            for r in results:
+                if r.get("status") == "ok" and r["setting"] == setting and metric in r.get("curves", {}):
+                    ax.plot(*zip(*r["curves"][metric]), linewidth=0.7, alpha=0.4, color=line.get_color())
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
+
+    return draw
 
 
 CLAIMS = [
@@ -223,10 +389,19 @@ CLAIMS = [
         budgets={"short": ["--data.init_args.limit_train", "10000", *_epochs(10)], "cpu": [], "full": _epochs(100)},
         budget_note={"short": "cut down: 10 epochs on the first 10k training images (the recipes' SGD, momentum "
                               "0.95, lr 0.02, cosine over the 10 epochs); full validation and test sets",
-                     "cpu": "the recipes' defaults: 15 epochs of SGD (momentum 0.95, lr 0.02, cosine) on 55k "
-                            "images; about 2 min per run on 2 idle cores, 4-5 min with two at a time (`--jobs 2`) beside other runs",
+                     "cpu": "where dropout's gain is expected (Srivastava et al., 2014, Fig. 10: it grows as the "
+                            "training set shrinks): the first 1k, 5k and 10k MNIST training images, each for about 2k "
+                            "SGD steps (150, 50 and 25 epochs; the recipes' momentum 0.95, lr 0.02, cosine over the "
+                            "epochs), validated 10 times, full test set; max-norm where it acts, at lr 0.1 on 5k images "
+                            "(dropout alone at lr 0.1 beside it); about 1-2 min per run with one torch thread, four "
+                            "jobs sharing the 2-core EPYC",
                      "full": "100 epochs per run (about 13 min per run on 2 idle cores)"},
         verdict=verdict_s1,
+        parts={"cpu": [*(Part(f"n={n}", _subset(n, epochs), [S1_CONFIGS]) for n, epochs in S1_SIZES.items()),
+                       Part("max-norm n=5000 lr=0.1", [*_subset(5000, 50), "--model.init_args.optimizer.init_args.lr",
+                                                        "0.1"], S1_MAXNORM)]},
+        seeds={"cpu": 4},
+        figure=figure_by_size,
         notes="**A fair try at larger learning rates (seed 0, 15 epochs each, 2026-11-27).** The recipes' lr 0.02 "
               "never reaches the max-norm bound, so the constraint cannot act there. The same runs at larger rates "
               "(SGD, momentum 0.95, cosine; one seed each):\n\n"
@@ -259,12 +434,15 @@ CLAIMS = [
         curves=["val/ppl", "train/ppl"],
         budgets={"cpu": [], "full": []},
         budget_vary={"full": ["config=recipes/lstm_ptb_standard_medium.yaml,recipes/lstm_ptb_variational_medium.yaml"]},
-        budget_note={"cpu": "the recipes' defaults: 2x200 LSTM, first 100k PTB training tokens, 8 epochs, "
-                            "Adam; about 5 min per run on 2 idle cores",
+        budget_note={"cpu": "a model that overfits, trained to convergence: the recipes' 2x200 LSTM on the first "
+                            "100k PTB training tokens, 8 epochs of Adam (lr 0.003, the recipes' budget) with the rate decayed to zero by "
+                            "a cosine over the 8 epochs, so every model has settled by the end; one torch thread per "
+                            "run, four jobs sharing the 2-core EPYC",
                      "full": "the papers' medium models (2x650, all of PTB, 39 epochs, the "
                              "recipes/lstm_ptb_*_medium.yaml settings): GPU work, hours per run on a CPU"},
         verdict=verdict_s2,
         lower_is_better=True,
+        parts={"cpu": [Part("8 epochs cosine", S2_CONVERGED)]},
         notes="**At paper size, on a GPU (first attempt, 2026-11-27).** One seed of each medium model ran side by "
               "side on an H100 for the 7 minutes a lease left (`bash benchmarks/gpu_checks.sh`), 28 and 26 of 39 "
               "epochs: validation perplexity 146 (standard) and 163 (variational), test 142.7 and 156.5 from the "
@@ -306,11 +484,18 @@ CLAIMS = [
         vary=["model.init_args.discriminator.dropout.p=0.0,0.3"],  # p = 0 is dropout switched off
         metrics=[],  # the FID the runs log (its key is chosen by the task)
         budgets={"cpu": [], "full": ["--trainer.max_epochs", "30", "--data.init_args.limit_train", "0"]},
-        budget_note={"cpu": "the recipe's default: 6 short epochs on 25.6k images, about 100 s per run on "
-                            "2 idle cores",
+        budget_note={"cpu": "limited data, where D overfits (Karras et al., 2020): the first 512 MNIST training "
+                            "images for 400 epochs (3.2k steps of D and G, batch 64), FID on 1,280 validation "
+                            "images every 25 epochs; no dropout, dropout 0.3 in D, and R1 (gamma 10) on D without "
+                            "dropout as a second regularizer; one torch thread per run, four jobs sharing the "
+                            "2-core EPYC",
                      "full": "30 epochs on all 55k training images"},
         verdict=verdict_s4,
         lower_is_better=True,
+        curves=["val/fid"],
+        parts={"cpu": [Part("n=512", S4_LIMITED), Part("n=512 R1", S4_LIMITED, S4_R1)]},
+        figure=figure_curves("val/fid"),
+        seeds={"cpu": 4},
     ),
     Claim(
         id="S0",
@@ -319,12 +504,18 @@ CLAIMS = [
         paper="Vaswani et al. (2017) use dropout 0.1 in every sub-layer; attention-dropout on the softmax "
               "weights as in their reference implementation",
         base=["--config", "recipes/attention_dropout.yaml"],
-        vary=["model.init_args.network.attn_dropout=0.0,0.1"],
+        vary=["model.init_args.network.attn_dropout=0.0,0.1,0.3"],
         metrics=["test/acc", "val/acc", "train/acc"],
         budgets={"cpu": [], "full": ["--trainer.max_epochs", "20", "--data.init_args.limit_train", "0"]},
-        budget_note={"cpu": "the recipe's default: 3 epochs on 20k images",
+        budget_note={"cpu": "the overfitting regime of the 2026-11-27 fair try with more seeds: the first 2,000 "
+                            "MNIST training images, 40 epochs (validation every 5), attention-dropout 0 (none), 0.1 "
+                            "(Vaswani et al.'s value) and 0.3; one torch thread per run, four jobs sharing the "
+                            "2-core EPYC",
                      "full": "20 epochs on all 55k training images"},
         verdict=verdict_s0,
+        parts={"cpu": [Part("n=2000", ["--data.init_args.limit_train", "2000", "--trainer.max_epochs", "40",
+                                       "--trainer.check_val_every_n_epoch", "5", "--trainer.callbacks", "[]"])]},
+        seeds={"cpu": 8},
         notes="**A fair try in a regime that overfits (3 seeds, 2026-11-27).** The same recipe on the first 2,000 "
               "training images for 40 epochs (validation every 5), 1 min per run; training accuracy reaches 98 % "
               "while validation stays near 92 %:\n\n"
@@ -377,11 +568,22 @@ CLAIMS = [
 ]
 
 
+def seeds_of(claim: Claim, budget: str) -> int:
+    return claim.seeds.get(budget, SEEDS[budget])
+
+
+def parts_of(claim: Claim, budget: str) -> list[Part]:
+    """The compares a budget runs: its parts, or one unlabelled compare of the claim's grid."""
+    if budget != "tiny" and budget in claim.parts:
+        return claim.parts[budget]
+    return [Part("", claim.budgets.get(budget, []) if budget != "tiny" else [], claim.budget_vary.get(budget))]
+
+
 def planned_runs(claim: Claim, budget: str) -> int:
     from regkit.compare.grid import parse_vary
 
-    grid = parse_vary(claim.budget_vary.get(budget, claim.vary))
-    return SEEDS[budget] * math.prod(len(values) for values in grid.values())
+    return sum(seeds_of(claim, budget) * math.prod(len(values) for values in parse_vary(part.vary or claim.vary).values())
+               for part in parts_of(claim, budget))
 
 
 def _missing(claim: Claim, budget: str, finished: int) -> str:
@@ -397,28 +599,34 @@ def budget_note(claim: Claim, budget: str) -> str:
     return claim.budget_note.get(budget) or claim.budget_note["cpu"]
 
 
+def part_out(claim: Claim, budget: str, part: Part, runs_root: Path) -> Path:
+    out = runs_root / budget / claim.id
+    return out / part.label.replace(" ", "").replace(",", "_").replace("=", "") if part.label else out
+
+
 def measured_budget(claim: Claim, runs_root: Path, asked: str) -> str:
     """For a claim not run now: the largest budget it has finished runs at (``tiny`` only when
     asked for), else the budget asked for."""
     order = [asked] if asked == "tiny" else [b for b in reversed(BUDGETS) if b != "tiny"]
     for budget in order:
-        if any((runs_root / budget / claim.id).glob("runs/*/seed*/compare.json")):
+        if any((runs_root / budget / claim.id).glob("**/runs/*/seed*/compare.json")):
             return budget
     return asked
 
 
-def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int) -> list[str]:
+def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Optional[Part] = None) -> list[str]:
+    part = part or parts_of(claim, budget)[0]
     args = [*claim.base]
-    for vary in claim.budget_vary.get(budget, claim.vary):
+    for vary in part.vary or claim.vary:
         args += ["--vary", vary]
-    args += ["--seeds", str(SEEDS[budget]), "--out", str(runs_root / budget / claim.id)]
+    args += ["--seeds", str(seeds_of(claim, budget)), "--out", str(part_out(claim, budget, part, runs_root))]
     args += ["--jobs", str(jobs)] if jobs > 1 else []
     for metric in claim.metrics:
         args += ["--metric", metric]
     for name in claim.curves:
         args += ["--curve", name]
-    args += ["--title", f"{claim.id}: {claim.seed} ({budget} budget)"]
-    return args + QUIET + (TINY if budget == "tiny" else claim.budgets.get(budget, []))
+    title = f"{claim.id}: {claim.seed} ({budget} budget{', ' + part.label if part.label else ''})"
+    return args + ["--title", title] + QUIET + (TINY if budget == "tiny" else part.args)
 
 
 def machine() -> str:
@@ -462,34 +670,62 @@ def earlier_records(json_path: Path) -> dict[str, tuple[str, list[dict[str, Any]
         if record["budget"] == budget and record["status"] == "ok":
             results.append({"setting": record["setting"], "seed": record["seed"], "status": record["status"],
                             "wall_s": record["wall_s"], "command": shlex.split(record["command"]),
-                            "final": record["metrics"], "written": when})
+                            "final": record["metrics"], "written": when, "curves": record.get("curves", {})})
     return found
+
+
+def _part_results(out: Path, part: Part) -> list[dict[str, Any]]:
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else []
+    for result in results:
+        result["curves"] = _curves(out, result)
+        if part.label:
+            result["setting"] = f"{part.label}: {result['setting']}"
+    return results
+
+
+def _curves(out: Path, result: dict[str, Any]) -> dict[str, list[list[float]]]:
+    """val metric -> [[epochs done, value], ...] from the run's metrics.csv, kept in claims.json so the
+    curves that decide a verdict outlive the runs folder."""
+    from regkit.cli.metrics_csv import per_epoch, read_metrics
+    from regkit.compare.grid import folder_name
+
+    if "metrics_csv" not in result:
+        return {}
+    path = out / "runs" / folder_name(result["setting"]) / f"seed{result['seed']}" / result["metrics_csv"]
+    if not path.exists():
+        return {}
+    rows = read_metrics(path)
+    keys = sorted({k.removesuffix("_epoch") for row in rows for k in row if k.startswith("val/")})
+    return {key: [[epoch, round(value, 6)] for epoch, value in per_epoch(rows, key)] for key in keys}
 
 
 def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bool,
               earlier: Optional[tuple[str, list[dict[str, Any]], str]] = None) -> dict[str, Any]:
-    if not execute and earlier is not None and not (runs_root / budget / claim.id / "results.json").exists():
+    if not execute and earlier is not None and not any(
+            (part_out(claim, budget, part, runs_root) / "results.json").exists() for part in parts_of(claim, budget)):
         budget = earlier[0]  # measured before, elsewhere: keep what was measured
-    args = compare_args(claim, budget, runs_root, jobs)
-    command = "regkit compare " + shlex.join(args)
-    out = runs_root / budget / claim.id
     started = time.time()
-    if execute:
-        print(f"\n== {claim.id}: {command}", flush=True)
-        subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
-    results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else []
-    if not execute and out.exists():  # refresh table and picture from the finished runs; nothing runs
-        subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
-        results = json.loads(results_file.read_text()) if results_file.exists() else []
+    commands, results = [], []
+    for part in parts_of(claim, budget):
+        args = compare_args(claim, budget, runs_root, jobs, part)
+        commands.append("regkit compare " + shlex.join(args))
+        out = part_out(claim, budget, part, runs_root)
+        if execute:
+            print(f"\n== {claim.id} {part.label}: {commands[-1]}", flush=True)
+            subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
+        elif out.exists():  # refresh table and picture from the finished runs; nothing runs
+            subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
+        results += _part_results(out, part)
     measured_when = ""
     if not results and not execute and earlier is not None and earlier[0] == budget:
         results, measured_when = earlier[1], earlier[2]
     return {
         "claim": claim,
         "budget": budget,
-        "command": command,
-        "out": out,
+        "command": "\n".join(commands),
+        "outs": [part_out(claim, budget, part, runs_root) for part in parts_of(claim, budget)],
+        "out": runs_root / budget / claim.id,
         "results": results,
         "rows": summarise(results),
         "this_call_s": time.time() - started,
@@ -535,10 +771,11 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         return "\n".join(out)
     ok = [r for r in results if r.get("status") == "ok"]
     seeds = sorted({r["seed"] for r in ok})
-    picture, target = report["out"] / "summary.png", images / f"claims_{claim.id}.png"
-    if picture.exists():
+    picture, target = report["outs"][0] / "summary.png", images / f"claims_{claim.id}.png"
+    drawn = claim.figure is not None and claim.figure(ok, target, f"{claim.id}: {claim.seed} ({report['budget']} budget)")
+    if not drawn and picture.exists():
         shutil.copyfile(picture, target)
-    if picture.exists() or (report["measured_when"] and target.exists()):
+    if drawn or picture.exists() or (report["measured_when"] and target.exists()):
         out += [f"![{claim.id}]({os.path.relpath(target, docs.parent)})", ""]
     if report["measured_when"]:
         out += [f"*Measured earlier ({report['measured_when']}); kept from claims.json, whose records these are.*", ""]
@@ -549,7 +786,7 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         "",
         table(report),
         "",
-        f"**Verdict.** {claim.verdict(report['rows'])}",
+        f"**Verdict.** {claim.verdict(report['rows'], mean_curves(report['results']))}",
         "",
         f"Wall time: {sum(r['wall_s'] for r in ok) / 60:.0f} min summed over the {len(ok)} finished runs "
         f"({statistics.fmean(r['wall_s'] for r in ok) / 60:.1f} min per run on the machine above); "
@@ -579,15 +816,25 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
         "",
         f"Machine: {machine()}. Written {when} (load average {os.getloadavg()[0]:.0f} on "
         f"{os.cpu_count()} cores). Wall times are as measured, with whatever else ran on the machine then "
-        "(the S2, S4 and S0 runs shared it with each other and with test runs, the S1 and S3 runs with each "
-        "other, load average 2-6): read them as upper bounds.",
+        "(several claims' runs at once, each with one torch thread, beside test runs; load average 3-5): "
+        "read them as upper bounds.",
+        "",
+        "**How a verdict is reached** ([benchmarks/claim_stats.py](../benchmarks/claim_stats.py)). Each "
+        "comparison a claim makes (\"A beats B on the test error\") is the difference of the two settings' "
+        "means over seeds with its 95 % Welch interval (unequal variances, Student t with Welch's degrees "
+        "of freedom). It is **reproduced** when the whole interval lies on the claimed side of zero, "
+        "**refuted** when the whole interval lies on the other side, and **inconclusive** when the interval "
+        "contains zero (then it says with how many seeds). A claim made of several comparisons is reproduced "
+        "when all are, refuted when any is. Every claim runs in the regime where its paper expects the effect "
+        "(a model that overfits: few training images, long training), and the verdict says what shows the "
+        "regime (training against test error, or the FID curve).",
         "",
         "| claim | budget run | settings x seeds finished | verdict |",
         "|---|---|---|---|",
     ]
     for report in reports:
         ok = [r for r in report["results"] if r.get("status") == "ok"]
-        verdict = report["claim"].verdict(report["rows"]).split(":")[0] if ok else "not measured in this session"
+        verdict = report["claim"].verdict(report["rows"], mean_curves(report["results"])).split(":")[0] if ok else "not measured in this session"
         head.append(f"| {report['claim'].id} | {report['budget'] if ok else '-'} | {len(ok)} runs | {verdict} |")
     head += ["", SWEEP_NOTE, ""]
     body = [section(report, images, docs) for report in reports]
@@ -595,7 +842,7 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
     records = [
         {"claim": report["claim"].id, "budget": report["budget"], "setting": r["setting"], "seed": r["seed"],
          "status": r.get("status"), "wall_s": r.get("wall_s"), "command": shlex.join(r.get("command", [])),
-         "metrics": r.get("final", {})}
+         "metrics": r.get("final", {}), "curves": r.get("curves", {})}
         for report in reports for r in report["results"]
     ]
     for record, r in zip(records, [r for report in reports for r in report["results"]]):

@@ -68,12 +68,12 @@ def test_claims_tiny_budget_writes_table_picture_and_records(tmp_path):
     done = _claims(tmp_path, "--budget", "tiny", "--only", "S0")
     assert done.returncode == 0, done.stderr[-3000:]
     page = (tmp_path / "docs" / "claims.md").read_text()
-    assert "| attn_dropout=0.0 | 2 |" in page and "| attn_dropout=0.1 | 2 |" in page
+    assert all(f"| attn_dropout={p} | 2 |" in page for p in ("0.0", "0.1", "0.3"))
     assert (tmp_path / "docs" / "images" / "claims_S0.png").exists()
     assert page.count("Not measured in this session") == 6
     records = json.loads((tmp_path / "claims.json").read_text())["records"]
     assert {(r["claim"], r["setting"], r["seed"]) for r in records} == {
-        ("S0", f"attn_dropout={p}", seed) for p in ("0.0", "0.1") for seed in (0, 1)}
+        ("S0", f"attn_dropout={p}", seed) for p in ("0.0", "0.1", "0.3") for seed in (0, 1)}
     assert all(0 <= r["metrics"]["test/acc"] <= 1 for r in records)
 
 
@@ -84,8 +84,8 @@ def _s3_rows(after: float, before: float, alone: float, std: float = 0.0003) -> 
 
 @pytest.mark.parametrize("after, before, alone, verdict", [
     (0.9858, 0.9850, 0.9858, "**reproduced**"),      # the shift costs; dropout after BN costs nothing
-    (0.9858, 0.9850, 0.9870, "**not reproduced**"),  # BN alone better by more than the spread
-    (0.9850, 0.9858, 0.9850, "**not reproduced**"),  # dropout before BN is the better one
+    (0.9858, 0.9850, 0.9870, "**refuted**"),          # BN alone better: its interval above zero
+    (0.9850, 0.9858, 0.9850, "**refuted**"),          # dropout before BN is the better one
     (0.9852, 0.9850, 0.9852, "**inconclusive**"),    # within the spread
 ])
 def test_s3_verdict_reads_no_worse_than_bn_alone_as_the_claim_says(after, before, alone, verdict):
@@ -95,3 +95,87 @@ def test_s3_verdict_reads_no_worse_than_bn_alone_as_the_claim_says(after, before
     finally:
         sys.path.pop(0)
     assert claims.verdict_s3(_s3_rows(after, before, alone)).startswith(verdict)
+
+
+def _claims_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import claim_stats
+        import claims
+    finally:
+        sys.path.pop(0)
+    return claims, claim_stats
+
+
+@pytest.mark.parametrize("df, quantile", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (1000, 1.9623)])
+def test_t_quantile_matches_the_tables(df, quantile):
+    _, stats = _claims_module()
+    assert abs(stats.t_quantile(0.975, df) - quantile) < 1e-4
+
+
+def test_welch_interval_matches_a_worked_example_and_reads_the_direction():
+    _, stats = _claims_module()
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 3.0, 5.0, 7.0]  # scipy.stats.ttest_ind(a, b, equal_var=False): [-5.0843, 1.5843]
+    mean_a, mean_b = sum(a) / 4, sum(b) / 4
+    std_a = (sum((x - mean_a) ** 2 for x in a) / 3) ** 0.5
+    std_b = (sum((x - mean_b) ** 2 for x in b) / 3) ** 0.5
+    higher = stats.welch(mean_a, std_a, 4, mean_b, std_b, 4)
+    assert (round(higher.low, 4), round(higher.high, 4), higher.outcome) == (-5.0843, 1.5843, "inconclusive")
+    lower = stats.welch(mean_a, std_a, 4, mean_b, std_b, 4, lower_is_better=True)  # A's gain is B - A
+    assert (round(lower.gain, 4), round(lower.low, 4)) == (1.75, -1.5843)
+    assert stats.welch(0.99, 0.001, 5, 0.98, 0.001, 5).outcome == "reproduced"
+    assert stats.welch(0.98, 0.001, 5, 0.99, 0.001, 5).outcome == "refuted"
+    assert stats.welch(0.99, 0.0, 3, 0.99, 0.0, 3).outcome == "inconclusive"  # identical runs: no gain
+    assert stats.welch(0.99, 0.0, 1, 0.98, 0.01, 3).outcome == "too few seeds"
+    assert stats.welch(float("nan"), 0.0, 0, 0.98, 0.01, 3).outcome == "not measured"
+
+
+@pytest.mark.parametrize("outcomes, verdict", [
+    (["reproduced", "reproduced"], "reproduced"), (["reproduced", "inconclusive"], "inconclusive"),
+    (["reproduced", "refuted"], "refuted"), (["refuted", "too few seeds"], "inconclusive"),
+    (["reproduced", "not measured"], "incomplete"), ([], "incomplete"),
+])
+def test_a_claim_is_reproduced_only_when_every_comparison_it_asserts_is(outcomes, verdict):
+    _, stats = _claims_module()
+    assert stats.combine(outcomes) == verdict
+
+
+def _size_rows(gains: dict[int, float], std: float = 0.002, seeds: int = 4) -> dict:
+    rows = {}
+    for n, gain in gains.items():
+        rows[f"n={n}: config=mlp_no_dropout"] = {"test/acc": (0.95, std, seeds), "train/acc": (1.0, 0.0, seeds)}
+        rows[f"n={n}: config=mlp_dropout"] = {"test/acc": (0.95 + gain, std, seeds), "train/acc": (0.99, 0.0, seeds)}
+    return rows
+
+
+@pytest.mark.parametrize("gains, verdict", [
+    ({1000: 0.02, 5000: 0.01}, "**reproduced**"),
+    ({1000: 0.02, 5000: 0.001}, "**inconclusive**"),  # 0.1 points at 4 seeds of std 0.2: within the interval
+    ({1000: 0.02, 5000: -0.01}, "**refuted**"),
+])
+def test_s1_verdict_judges_every_training_set_size(gains, verdict):
+    claims, _ = _claims_module()
+    text = claims.verdict_s1(_size_rows(gains))
+    assert text.startswith(verdict), text
+    assert "at n=1000 images dropout" in text and "training error 0.0 %, test 5.0 %" in text
+
+
+def test_s4_verdict_reads_the_fid_curve_of_the_regime():
+    claims, _ = _claims_module()
+    rows = {"dropout.p=0.0": {"val/fid": (60.0, 2.0, 4)}, "dropout.p=0.3": {"val/fid": (50.0, 2.0, 4)}}
+    rising = {"dropout.p=0.0": {"val/fid": [(25.0, 90.0), (50.0, 55.0), (75.0, 58.0), (100.0, 60.0)]}}
+    text = claims.verdict_s4(rows, rising)
+    assert text.startswith("**reproduced**") and "lowest at epoch 50" in text and "rises again" in text
+    flat = {"dropout.p=0.0": {"val/fid": [(25.0, 90.0), (50.0, 61.0), (75.0, 60.5), (100.0, 60.0)]}}
+    assert "stopped falling" in claims.verdict_s4(rows, flat)
+
+
+def test_s1_and_s4_pictures_are_drawn_from_the_records(tmp_path):
+    claims, _ = _claims_module()
+    by_size = [{"setting": f"n={n}: config={name}", "seed": seed, "status": "ok", "final": {"test/acc": 0.9 + 0.01 * seed}}
+               for n in (1000, 5000) for name in ("mlp_no_dropout", "mlp_dropout") for seed in (0, 1)]
+    assert claims.figure_by_size(by_size, tmp_path / "s1.png", "S1") and (tmp_path / "s1.png").stat().st_size > 1000
+    curves = [{"setting": f"dropout.p={p}", "seed": seed, "status": "ok", "final": {"val/fid": 50.0},
+               "curves": {"val/fid": [[25.0, 90.0], [50.0, 60.0 + seed]]}} for p in ("0.0", "0.3") for seed in (0, 1)]
+    assert claims.figure_curves("val/fid")(curves, tmp_path / "s4.png", "S4") and (tmp_path / "s4.png").exists()
+    assert not claims.figure_curves("val/fid")(by_size, tmp_path / "none.png", "S4")  # no curves: nothing drawn
