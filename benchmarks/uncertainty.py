@@ -307,6 +307,11 @@ def section(records: list[dict[str, Any]], image: Path, argv: list[str]) -> str:
                   "refuted": "the deterministic network is better calibrated"}.get(ece.outcome, "no clear difference")
     lines.append(f"- ECE gain of the MC mean over the deterministic network (points, positive = MC better "
                  f"calibrated): {interval_text(ece, scale=100.0, digits=2)}: **{calibrated}** (beside the claim)")
+    conf, acc, count = pooled_diagram(records, "mc")
+    under = sum(c for a, f, c in zip(acc, conf, count) if a > f) / sum(count)
+    lines.append(f"- The MC mean's confidence lies below its accuracy for {100 * under:.0f} % of the MNIST test images "
+                 "(pooled bins): averaging dropout samples makes it " + ("under" if under > 0.5 else "over")
+                 + "confident (the deterministic network's reliability curve is the reference in the picture).")
     paired = [paired_difference(records, key) for key, _ in DIFFERENCES]
     paired_text = "; ".join(f"{name} {mean:+.4f} [{low:+.4f}, {high:+.4f}]"
                             for (_, name), (mean, low, high) in zip(DIFFERENCES, paired))
