@@ -128,3 +128,20 @@ def interval_text(comparison: Comparison, scale: float = 1.0, unit: str = "", di
     low: Optional[float] = comparison.low * scale
     high: Optional[float] = comparison.high * scale
     return f"{gain} [{low:+.{digits}f}, {high:+.{digits}f}] ({LEVEL:.0%} CI, {comparison.seeds})"
+
+
+def paired(gains: list[float], level: float = LEVEL) -> Comparison:
+    """The mean of per-seed gains (A minus B measured on the same seed: two scores of one network, say)
+    with its Student t interval: the test for paired measurements, where Welch's would count the
+    seed-to-seed spread that both share."""
+    n = len(gains)
+    if n == 0:
+        return Comparison(math.nan, math.nan, math.nan, 0, 0, "not measured")
+    gain = sum(gains) / n
+    if n < 2:
+        return Comparison(gain, math.nan, math.nan, n, n, "too few seeds")
+    std = math.sqrt(sum((g - gain) ** 2 for g in gains) / (n - 1))
+    half = t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
+    low, high = gain - half, gain + half
+    outcome = "reproduced" if low > 0 else "refuted" if high < 0 else "inconclusive"
+    return Comparison(gain, low, high, n, n, outcome)

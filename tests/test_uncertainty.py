@@ -95,7 +95,7 @@ def _records(gains: list[float], base: float = 0.9) -> list[dict]:
     ([0.02, -0.02, 0.01, -0.01, 0.0], "inconclusive"),
     ([0.02], "inconclusive"),  # one seed gives no interval
 ])
-def test_verdict_follows_the_welch_interval_of_the_entropy_auroc_gain(gains: list[float], outcome: str) -> None:
+def test_verdict_follows_the_paired_interval_of_the_entropy_auroc_gain(gains: list[float], outcome: str) -> None:
     comparison = uncertainty.difference(_records(gains), "auroc_mc_entropy")
     assert uncertainty.verdict(comparison) == outcome
 
@@ -103,6 +103,7 @@ def test_verdict_follows_the_welch_interval_of_the_entropy_auroc_gain(gains: lis
 def test_paired_interval_sees_a_constant_gain_that_welch_finds_inside_the_seed_spread() -> None:
     records = [{"metrics": {"auroc_max_softmax": b, "auroc_mc_entropy": b + 0.004 + 0.0005 * (i % 2)}}
                for i, b in enumerate([0.90, 0.93, 0.95, 0.91, 0.94])]
-    mean, low, high = uncertainty.paired_difference(records, "auroc_mc_entropy")
-    assert mean == pytest.approx(0.0042) and 0 < low < mean < high
-    assert uncertainty.difference(records, "auroc_mc_entropy").outcome == "inconclusive"
+    comparison = uncertainty.difference(records, "auroc_mc_entropy")
+    assert comparison.gain == pytest.approx(0.0042) and 0 < comparison.low < comparison.gain < comparison.high
+    assert comparison.outcome == "reproduced"
+    assert uncertainty.welch_difference(records, "auroc_mc_entropy").outcome == "inconclusive"
