@@ -30,7 +30,7 @@ from regkit.registry import (
 from regkit.rules import regularize  # noqa: E402  isort: skip
 
 # Base classes for plugin components (docs/plugins.md).
-from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer  # noqa: E402  isort: skip
+from regkit.components.regularizers.base import DropoutBase, ScheduledRate, StochasticRegularizer  # noqa: E402  isort: skip
 from regkit.components.penalties import Penalty  # noqa: E402  isort: skip
 from regkit.components.constraints import Constraint  # noqa: E402  isort: skip
 from regkit.gan.losses import GanLoss  # noqa: E402  isort: skip
@@ -63,6 +63,7 @@ __all__ = [
     "DropoutBase",
     "GanLoss",
     "Penalty",
+    "ScheduledRate",
     "StochasticRegularizer",
     "__version__",
 ]

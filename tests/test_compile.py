@@ -262,13 +262,15 @@ def check_compiles(make: Callable[[], nn.Module], inputs: Callable[[], tuple],
         expected = expected[0] if isinstance(expected, tuple) else expected
         torch.testing.assert_close(out, getattr(expected, "logits", expected))
 
-# Regularizers whose scheduled rate (``module.p = value`` at every batch) must not recompile: the
-# DropoutBase ones read their rate from a tensor buffer under torch.compile. alpha_dropout (torch's
-# F.alpha_dropout takes a float) is the exception docs/speed.md states.
+# Regularizers whose scheduled rate (``module.p = value`` at every batch) must not recompile: they
+# are ScheduledRate modules (every DropoutBase, the drop_connect layer), which read their rate from
+# a tensor buffer under torch.compile (alpha dropout's affine map included).
 SCHEDULED = {
     "dropout": features, "gaussian_dropout": features, "variational_dropout": sequence,
     "spatial_dropout": maps, "drop_path": sequence, "drop_block": maps, "embedding_dropout": embedding_weight,
+    "alpha_dropout": features, "drop_connect": features,
 }
+SCHEDULED_ARGS = {"drop_block": {"block_size": 3}, "drop_connect": {"in_features": 16, "out_features": 8}}
 
 
 @pytest.mark.parametrize("name", list(SCHEDULED))
@@ -279,7 +281,7 @@ def test_a_scheduled_rate_does_not_recompile(name: str) -> None:
         graphs.append(gm)
         return gm.forward
 
-    module = regkit.build("regularizer", name, **({"block_size": 3} if name == "drop_block" else {})).train()
+    module = regkit.build("regularizer", name, **SCHEDULED_ARGS.get(name, {})).train()
     torch.compiler.reset()
     compiled = torch.compile(module, fullgraph=True, backend=counting)
     x = torch.ones(64, 16) if name == "dropout" else SCHEDULED[name]()[0]
@@ -290,6 +292,63 @@ def test_a_scheduled_rate_does_not_recompile(name: str) -> None:
     assert len(graphs) == 1, f"{name}: {len(graphs)} compilations for 10 rates"
     if name == "dropout":  # the compiled program follows the rate it is given
         assert dropped[0] == 0.0 and abs(dropped[-1] - 0.45) < 0.08, dropped
+
+
+def test_a_plugin_layer_on_scheduled_rate_does_not_recompile() -> None:
+    """A plugin's own layer that is not a DropoutBase (here a noisy Linear) gets the same means from
+    the public ``regkit.ScheduledRate`` mixin (docs/plugins.md): ``p`` set at every batch, one graph."""
+    class NoisyLinear(regkit.StochasticRegularizer, regkit.ScheduledRate, nn.Linear):
+        def __init__(self, p: float) -> None:
+            super().__init__(16, 8)
+            self.p = p
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.training or self.rate_is_zero():
+                return super().forward(x)
+            rate = self.drop_rate()  # a float in eager mode, the 0-dim buffer under compile
+            return super().forward(x) * (1.0 + rate * torch.randn(8))
+
+    graphs = []
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: list) -> Callable[..., Any]:
+        graphs.append(gm)
+        return gm.forward
+
+    layer = NoisyLinear(0.1).train()
+    assert "rate" not in layer.state_dict()
+    torch.compiler.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend=counting)
+    for step in range(6):
+        layer.p = 0.1 * step
+        compiled(torch.ones(4, 16))
+    assert len(graphs) == 1, f"{len(graphs)} compilations for 6 rates"
+
+
+@pytest.mark.parametrize("feature", [False, True], ids=["elements", "channels"])
+def test_compiled_alpha_dropout_has_eager_statistics(feature: bool) -> None:
+    """Under compile alpha dropout is computed from the tensor rate (not torch's F.alpha_dropout):
+    the same two output values on a constant input (a alpha' + b dropped, a + b kept), the same
+    drop rate, a mask shared over positions with ``feature``, and zero mean and unit variance kept."""
+    p = 0.3
+    module = regkit.build("regularizer", "alpha_dropout", p=p, feature=feature).train()
+    torch.compiler.reset()
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    torch.manual_seed(0)
+    ones = torch.ones(64, 32, 6, 6)
+    eager, traced = module(ones), compiled(ones)
+    torch.testing.assert_close(traced.unique(), eager.unique())
+    draws = 64 * 32 if feature else ones.numel()
+    tolerance = 5 * math.sqrt(p * (1 - p) / draws)
+    for out in (eager, traced):
+        dropped = out == out.min()
+        assert abs(float(dropped.float().mean()) - p) < tolerance
+        if feature:
+            assert bool((dropped == dropped.amax(dim=(2, 3), keepdim=True)).all()), "one draw per channel"
+    normal = torch.randn(256, 64, 4, 4)
+    out = compiled(normal)
+    assert abs(float(out.mean())) < 0.05 and abs(float(out.std()) - 1.0) < 0.05, (out.mean(), out.std())
+    module.eval()
+    torch.testing.assert_close(compiled(normal), normal)
 
 
 # ---------------------------------------------------------------------------------------------

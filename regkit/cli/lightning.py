@@ -44,7 +44,7 @@ from regkit.cli.parser import ShortErrorParser, report_invalid_components
 from regkit.cli.recipe_checks import check_config
 from regkit.cli.recipe_files import install_yaml_loader
 from regkit.cli.run_lock import RunLock, make_run_folder
-from regkit.cli.run_summary import final_metrics, summarize_run
+from regkit.cli.run_summary import announce_start, final_metrics, summarize_run
 from regkit.errors import BadInput, RegkitError
 from regkit.rules import Report
 
@@ -315,6 +315,9 @@ class RegkitCLI(LightningCLI):
                 callback.attach(self.model)
             except RegkitError as err:
                 raise err.under(key) from err
+
+    def before_fit(self) -> None:
+        announce_start(self.trainer, self.model)
 
     def after_fit(self) -> None:
         metrics = final_metrics(self.trainer)  # validation's, before test replaces them

@@ -1,5 +1,6 @@
-"""What a run shows when fit ends: ``curves.png`` from ``metrics.csv`` and a summary of the final
-metrics and where the run's files are; validate and test of a checkpoint print the same summary."""
+"""What a run shows: at the start of fit, a note on a speed switch that does not pay there; when fit
+ends, ``curves.png`` from ``metrics.csv`` and a summary of the final metrics and where the run's
+files are; validate and test of a checkpoint print the same summary."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from regkit.cli.metrics_csv import per_epoch, read_metrics
 from regkit.cli.run_folder import run_dir
-from regkit.tasks.speed import describe_switches, optimizer_switches
+from regkit.tasks.speed import cpu_compile_note, describe_switches, optimizer_switches
 
 
 def curve_keys(rows: list[dict[str, float]]) -> list[list[str]]:
@@ -85,6 +86,16 @@ def speed_switches(trainer: L.Trainer) -> list[str]:
     task = getattr(trainer, "lightning_module", None)
     shown = describe_switches(getattr(task, "compile_options", None), getattr(task, "channels_last", False))
     return shown + optimizer_switches(getattr(trainer, "optimizers", []))
+
+
+def announce_start(trainer: L.Trainer, task: L.LightningModule) -> None:
+    """On rank 0, before fit: one line when ``compile`` is on for a CPU run whose network drops,
+    where the compiled program is slower than eager (docs/speed.md); nothing otherwise."""
+    if not trainer.is_global_zero:
+        return
+    note = cpu_compile_note(task, trainer.strategy.root_device.type)
+    if note:
+        print(note, flush=True)
 
 
 def summarize_run(

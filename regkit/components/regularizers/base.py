@@ -1,5 +1,6 @@
 """What every layer regularizer shares: the drop-rate check, the ``StochasticRegularizer`` marker that
-MC dropout looks for, and a small ``_DropoutNd``-style base class (rate validation, ``extra_repr``,
+MC dropout looks for, the ``ScheduledRate`` mixin (a settable rate that torch.compile reads from a
+tensor buffer) and a small ``_DropoutNd``-style base class (rate validation, ``extra_repr``,
 identity in eval mode or at rate 0).
 
 Arguments are validated the way every regkit constructor does it, with :func:`regkit.errors.check`
@@ -58,24 +59,20 @@ def is_zero(p: float | torch.Tensor) -> bool:
     return isinstance(p, float) and p == 0.0
 
 
-class DropoutBase(StochasticRegularizer, nn.Module):
-    """Base of regkit's dropout-like layers, like torch's ``_DropoutNd``: holds the validated rate
-    ``p`` (settable, e.g. by a schedule), shows it in ``print(model)``, and returns the input itself
-    in eval mode or at ``p == 0``. Subclasses implement :meth:`drop` (training, ``p > 0``) with the
-    rate :meth:`drop_rate` gives.
+class ScheduledRate(nn.Module):
+    """Mixin of a module with a drop rate ``p`` that a schedule may set at every batch without
+    recompiling it under torch.compile (docs/speed.md, "Scheduled rates").
 
-    Under torch.compile a Python float is a constant of the compiled program, and a schedule that
-    sets ``p`` at every batch would recompile at every new value. So the rate is also held in the
-    buffer ``rate`` (a 0-dim tensor, not saved in ``state_dict``), written whenever ``p`` is set
-    (a device write, no host sync), and a drop traced by torch.compile reads it instead.
+    torch.compile treats a Python float it reads as a constant of the compiled program, so every
+    new value of a float ``p`` would recompile (and after torch's recompile limit, run eagerly). So
+    setting ``p`` (validated by :func:`check_rate`) also writes it into the buffer ``rate``, a 0-dim
+    tensor that is not saved in ``state_dict`` (a device write, no host sync), and
+    :meth:`drop_rate` gives the float in eager mode and that buffer while torch.compile traces the
+    module: compute the drop with tensor ops from what it returns. Set ``self.p`` in ``__init__``
+    after ``nn.Module.__init__`` (the first set registers the buffer).
     """
 
     rate: torch.Tensor
-
-    def __init__(self, p: float = 0.5) -> None:
-        super().__init__()
-        self.register_buffer("rate", torch.zeros(()), persistent=False)
-        self.p = p
 
     @property
     def p(self) -> float:
@@ -84,6 +81,8 @@ class DropoutBase(StochasticRegularizer, nn.Module):
     @p.setter
     def p(self, value: float) -> None:
         self._p = check_rate(value)
+        if not hasattr(self, "rate"):  # the first set, from __init__
+            self.register_buffer("rate", torch.zeros(()), persistent=False)
         with torch.no_grad():
             self.rate.fill_(self._p)
 
@@ -92,11 +91,29 @@ class DropoutBase(StochasticRegularizer, nn.Module):
         value, as a tensor) while torch.compile traces the module."""
         return self.rate if torch.compiler.is_compiling() else self._p
 
+    def rate_is_zero(self) -> bool:
+        """Whether to skip the drop: ``p == 0`` in eager mode; never while torch.compile traces (the
+        rate is the buffer then, and dropping at rate 0 is the identity anyway)."""
+        return not torch.compiler.is_compiling() and self._p == 0.0
+
+
+class DropoutBase(StochasticRegularizer, ScheduledRate):
+    """Base of regkit's dropout-like layers, like torch's ``_DropoutNd``: holds the validated rate
+    ``p`` (settable, e.g. by a schedule, without recompiling a compiled network: a
+    :class:`ScheduledRate`), shows it in ``print(model)``, and returns the input itself in eval mode
+    or at ``p == 0``. Subclasses implement :meth:`drop` (training, ``p > 0``) with the rate
+    :meth:`drop_rate` gives (a float in eager mode, a 0-dim tensor under torch.compile).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = p
+
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or (not torch.compiler.is_compiling() and self.p == 0.0):
+        if not self.training or self.rate_is_zero():
             return x
         return self.drop(x)
 

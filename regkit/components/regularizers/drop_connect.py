@@ -16,13 +16,14 @@ from torch.nn.utils import parametrize
 
 from regkit.components.layouts import Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase, StochasticRegularizer, check_rate
+from regkit.components.regularizers.base import DropoutBase, ScheduledRate, StochasticRegularizer
+from regkit.components.regularizers.dropout import dropout
 
 __all__ = ["DropConnect", "DropConnectLinear", "apply_drop_connect"]
 
 
 @register("regularizer", "drop_connect")
-class DropConnectLinear(StochasticRegularizer, nn.Linear):
+class DropConnectLinear(StochasticRegularizer, ScheduledRate, nn.Linear):
     """A Linear layer whose weights are dropped with probability p in training (Wan et al., 2013).
 
     DropConnect ("Regularization of Neural Networks using DropConnect") with inverted scaling.
@@ -46,13 +47,13 @@ class DropConnectLinear(StochasticRegularizer, nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, p: float = 0.5, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)
-        self.p = check_rate(p)
+        self.p = p  # a ScheduledRate: a schedule may set it without recompiling a compiled network
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = F.dropout(self.weight, self.p, self.training) if self.p else self.weight
+        weight = self.weight if not self.training or self.rate_is_zero() else dropout(self.weight, self.drop_rate())
         return F.linear(x, weight, self.bias)
 
 
@@ -65,7 +66,7 @@ class DropConnect(DropoutBase):
     """
 
     def drop(self, weight: torch.Tensor) -> torch.Tensor:
-        return F.dropout(weight, self.p, True)
+        return dropout(weight, self.drop_rate())
 
 
 def apply_drop_connect(module: nn.Module, p: float = 0.5, names: tuple[str, ...] = ("weight",)) -> nn.Module:

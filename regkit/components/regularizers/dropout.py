@@ -15,7 +15,35 @@ from regkit.components.layouts import EMBEDDING, FEATURES, MAPS, SEQUENCE, Layou
 from regkit.registry import register
 from regkit.components.regularizers.base import DropoutBase, check_rate, is_zero
 
-__all__ = ["AlphaDropout", "Dropout", "GaussianDropout", "check_rate", "gaussian_dropout"]
+__all__ = ["AlphaDropout", "Dropout", "GaussianDropout", "alpha_dropout", "check_rate", "dropout", "gaussian_dropout"]
+
+# SELU's negative saturation, -scale * alpha (Klambauer et al., 2017): where alpha dropout sets a dropped unit.
+ALPHA_PRIME = -1.7580993408473766
+
+
+def dropout(x: torch.Tensor, p: float | torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Inverted dropout of ``x`` in training: ``F.dropout`` for a float rate; for a tensor rate (a
+    :class:`~regkit.components.regularizers.base.ScheduledRate` under torch.compile) the same
+    mask and scaling from tensor ops, so a new rate does not recompile."""
+    if isinstance(p, float):
+        return F.dropout(x, p, True, inplace)
+    return x * x.new_empty(x.shape).bernoulli_(1.0 - p).div_(1.0 - p)
+
+
+def alpha_dropout(x: torch.Tensor, p: float | torch.Tensor, feature: bool = False) -> torch.Tensor:
+    """Alpha dropout of ``x`` in training (Klambauer et al., 2017): a dropped unit is set to
+    alpha' = -1.7580993408473766, then ``a x + b`` with a = ((1-p)(1 + p alpha'^2))^-1/2 and
+    b = -a alpha' p keeps zero mean and unit variance. ``feature`` drops whole channels of
+    ``(N, C, *)``. A float rate calls torch's ``F.alpha_dropout`` / ``F.feature_alpha_dropout``; a
+    tensor rate (under torch.compile) computes the same mask and affine map from tensor ops, so a
+    new rate does not recompile."""
+    if isinstance(p, float):
+        return F.feature_alpha_dropout(x, p, True) if feature else F.alpha_dropout(x, p, True)
+    shape = (*x.shape[:2], *(1,) * (x.dim() - 2)) if feature else x.shape
+    keep = x.new_empty(shape).bernoulli_(1.0 - p)
+    a = ((1.0 - p) * (1.0 + p * ALPHA_PRIME**2)).rsqrt()
+    b = -a * ALPHA_PRIME * p
+    return (x * keep + ALPHA_PRIME * (1.0 - keep)) * a + b
 
 
 def gaussian_dropout(x: torch.Tensor, p: float | torch.Tensor, training: bool = True) -> torch.Tensor:
@@ -57,10 +85,7 @@ class Dropout(DropoutBase):
         return f"p={self.p}, inplace={self.inplace}" if self.inplace else f"p={self.p}"
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
-        rate = self.drop_rate()
-        if isinstance(rate, float):
-            return F.dropout(x, rate, True, self.inplace)
-        return x * x.new_empty(x.shape).bernoulli_(1.0 - rate).div_(1.0 - rate)  # compiled: a tensor rate
+        return dropout(x, self.drop_rate(), self.inplace)
 
 
 @register("regularizer", "gaussian_dropout")
@@ -120,7 +145,5 @@ class AlphaDropout(DropoutBase):
 
     def drop(self, x: torch.Tensor) -> torch.Tensor:
         if self.feature and self.channels_last:
-            return F.feature_alpha_dropout(x.movedim(-1, 1), self.p, True).movedim(1, -1)
-        if self.feature:
-            return F.feature_alpha_dropout(x, self.p, True)
-        return F.alpha_dropout(x, self.p, True)
+            return alpha_dropout(x.movedim(-1, 1), self.drop_rate(), True).movedim(1, -1)
+        return alpha_dropout(x, self.drop_rate(), self.feature)
