@@ -179,3 +179,13 @@ def test_s1_and_s4_pictures_are_drawn_from_the_records(tmp_path):
                "curves": {"val/fid": [[25.0, 90.0], [50.0, 60.0 + seed]]}} for p in ("0.0", "0.3") for seed in (0, 1)]
     assert claims.figure_curves("val/fid")(curves, tmp_path / "s4.png", "S4") and (tmp_path / "s4.png").exists()
     assert not claims.figure_curves("val/fid")(by_size, tmp_path / "none.png", "S4")  # no curves: nothing drawn
+
+
+def test_s1_gives_dropout_and_max_norm_their_own_verdicts():
+    claims, _ = _claims_module()
+    rows = _size_rows({1000: 0.02, 5000: 0.01})
+    rows["max-norm n=5000 lr=0.1: config=mlp_dropout_maxnorm"] = {"test/acc": (0.92, 0.002, 4), "train/acc": (0.9, 0.0, 4)}
+    rows["max-norm n=5000 lr=0.1: config=mlp_dropout"] = {"test/acc": (0.098, 0.0, 4), "train/acc": (0.098, 0.0, 4)}
+    text = claims.verdict_s1(rows)
+    assert text.startswith("**reproduced** (dropout) / **refuted** (max-norm):"), text
+    assert "dropout alone at lr 0.1 ends at 90.20 % test error" in text
