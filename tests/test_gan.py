@@ -350,6 +350,25 @@ def test_feature_classifier_always_evaluates_in_eval_mode(mnist_val):
     assert "regkit MNIST classifier" in model.metric_descriptions()["fid"]
 
 
+def test_validation_logs_ds_mean_logit_on_held_out_real_images(mnist_val):
+    """val/d_real is D's mean logit (eval mode) over every held-out image, batches weighted by
+    their size; beside train/d_real it shows D overfitting (Karras et al., 2020, Fig. 1)."""
+    torch.manual_seed(0)
+    model = GAN()
+    images = (mnist_val[:100] + 1) / 2  # the data module's range [0, 1]
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.validate(model, DataLoader(TensorDataset(images), batch_size=48), verbose=False)  # 48 + 48 + 4
+    with torch.no_grad():
+        expected = model.discriminator.eval()(images * 2 - 1).float().mean()
+    logged = trainer.callback_metrics["val/d_real"]
+    assert torch.allclose(logged, expected, atol=1e-5), (logged, expected)
+    from regkit.cli.run_summary import curve_keys
+
+    # the run's curves picture draws the two in one panel
+    assert ["train/d_real", "val/d_real"] in curve_keys([{"train/d_real": 0.1, "val/d_real": 0.0, "val/fid": 9.0}])
+
+
 # ---------------------------------------------------------------- recipes through the CLI
 @pytest.mark.parametrize("recipe", GAN_RECIPES)
 def test_recipe_fast_dev_run(recipe, tmp_path):

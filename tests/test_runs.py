@@ -134,8 +134,9 @@ def test_curves_show_every_loss_the_task_logs_the_gans_d_and_g_losses_too() -> N
     from regkit.cli.run_summary import curve_keys
 
     gan = [{"epoch": 0, "step": 1, "train/d_loss": 1.2, "train/g_loss": 0.7, "train/d_real": 0.1},
-           {"epoch": 0, "step": 2, "val/fid": 250.0, "val/score": 2.0}]
-    assert curve_keys(gan) == [["train/d_loss"], ["train/g_loss"], ["val/fid"], ["val/score"]]
+           {"epoch": 0, "step": 2, "val/fid": 250.0, "val/score": 2.0, "val/d_real": 0.0}]
+    assert curve_keys(gan) == [["train/d_loss"], ["train/g_loss"], ["train/d_real", "val/d_real"], ["val/fid"],
+                               ["val/score"]]
     classifier = [{"epoch": 0, "step": 1, "train/loss_step": 2.3, "train/penalty/l2": 0.1},
                   {"epoch": 0, "step": 2, "train/loss_epoch": 2.2, "train/acc": 0.3, "val/loss": 2.1, "val/acc": 0.4,
                    "test/acc": 0.4}]

@@ -41,6 +41,7 @@ from typing import Any, Optional, cast
 
 import torch
 import torch.distributed as dist
+import torchmetrics
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
@@ -173,6 +174,9 @@ class GAN(CountsTrainingBatches):
             self.metric_features = classifier.name
             self.fid = classifier_fid(classifier)
             self.classifier_score = classifier_score(classifier)
+            # D's mean logit on held-out real images: beside train/d_real (its mean logit on the
+            # training batches) it shows D overfitting, the two drifting apart (Karras et al., 2020, Fig. 1).
+            self.d_real_held_out = torchmetrics.MeanMetric()
 
     def check_data(self, datamodule: Any, world_size: int = 1, training: bool = True) -> None:
         """Refuse real images G cannot make or D cannot take (their ``image_size`` / ``channels``,
@@ -341,16 +345,20 @@ class GAN(CountsTrainingBatches):
         self.fid.update(real, real=True)
         self.fid.update(fake, real=False)
         self.classifier_score.update(fake)
+        self.d_real_held_out.update(self.discriminator(real).float().mean(), real.shape[0])
 
     def _report(self, stage: str) -> None:
         if not self.metrics or self.trainer.sanity_checking or self.fid.fake_features_num_samples < 2:
             return
         fid = self.fid.compute()
         score, score_std = self.classifier_score.compute()
+        d_real = self.d_real_held_out.compute()
         self.fid.reset()
         self.classifier_score.reset()
+        self.d_real_held_out.reset()
         self.log(f"{stage}/{self.fid_name}", fid, sync_dist=True)
         self.log(f"{stage}/{self.score_name}", score, sync_dist=True)
+        self.log(f"{stage}/d_real", d_real, sync_dist=True)
         rank_zero_info(
             f"epoch {self.current_epoch} {stage}: {self.fid_name} = {fid.item():.3f}, "
             f"{self.score_name} = {score.item():.3f} ± {score_std.item():.3f} "
@@ -389,6 +397,6 @@ def load_gan(ckpt: str | Path, map_location: str = "cpu") -> GAN:
     checkpoint = torch.load(ckpt, map_location=map_location, weights_only=True)
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
     model = GAN(**{**hparams, "metrics": False})
-    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(("fid.", "classifier_score."))}
+    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(("fid.", "classifier_score.", "d_real_held_out."))}
     model.load_state_dict(state)
     return model.eval()
