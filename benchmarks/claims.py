@@ -54,8 +54,8 @@ def _subset(images: int, epochs: int, validations: int = 10) -> list[str]:
             "--trainer.check_val_every_n_epoch", str(max(1, epochs // validations))]
 
 
-S4_LIMITED = ["--data.init_args.limit_train", "512", "--trainer.max_epochs", "400",
-              "--trainer.check_val_every_n_epoch", "25", "--trainer.callbacks", "[]"]  # 3.2k steps of D and G
+S4_LIMITED = ["--data.init_args.limit_train", "256", "--trainer.max_epochs", "1200",
+              "--trainer.check_val_every_n_epoch", "100", "--trainer.callbacks", "[]"]  # 4.8k steps of D and G
 S4_R1 = ["model.init_args.d_penalties=[{name: r1}]", "model.init_args.discriminator.dropout.p=0.0"]  # R1 (gamma 10) instead of dropout: a second regularizer of D
 S2_CONVERGED = ["--trainer.max_epochs", "8", "--model.init_args.lr_scheduler",  # the rate decays to 0: settled
                 "{class_path: torch.optim.lr_scheduler.CosineAnnealingLR, init_args: {T_max: 8}}"]
@@ -269,12 +269,50 @@ def verdict_s4(rows: dict, curves: Optional[Curves] = None) -> str:
                      (" (it rises again: D overfits the limited data)." if curve[-1][1] > 1.05 * best[1]
                       else " (it has stopped falling)." if not _still_falling(curve) else " (still falling).")
                      )
+    overfit = _d_overfits((curves or {}).get(none, {}), (curves or {}).get(dropout, {}))
+    if overfit:
+        extra.append(overfit)
     if r1 in rows:
         beside = _versus(rows, r1, none, metric, True, ("R1 (gamma 10) on D", "no regularization of D"))
         extra.append(f"Beside it, a second regularizer of D (not the seed's claim): {beside.text}.")
     if not extra and "fid" in metric:
         extra.append("")
     return _verdict(parts, " ".join(extra).strip())
+
+
+def _logit_gaps(curves: dict[str, list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """(epoch, train/d_real - val/d_real) at each validation: D's mean logit on its training images
+    (the mean of the values logged since the previous validation: one batch each, noisy) minus its
+    mean logit on held-out real images."""
+    train, held_out = curves.get("train/d_real", []), curves.get("val/d_real", [])
+    gaps, previous = [], 0.0
+    for epoch, value in held_out:
+        window = [v for e, v in train if previous < e <= epoch]
+        if window:
+            gaps.append((epoch, statistics.fmean(window) - value))
+        previous = epoch
+    return gaps
+
+
+def _d_overfits(none: dict[str, list[tuple[float, float]]], dropout: Optional[dict] = None,
+                gap: float = 0.5) -> str:
+    """Whether D overfits its training images, as Karras et al. (2020, Fig. 1) read it: its mean
+    logit on them (``train/d_real``) drifting above its mean logit on held-out real images
+    (``val/d_real``); the gap at the first and the last validation, without dropout (and, beside it,
+    with dropout at the end). Empty without both curves."""
+    gaps = _logit_gaps(none)
+    if len(gaps) < 2:
+        return ""
+    (first, start), (last, end) = gaps[0], gaps[-1]
+    overfits = end > max(gap, 2 * start)
+    text = (f"D's mean logit on its training images minus on held-out real ones (train/d_real - val/d_real, "
+            f"without dropout) goes from {start:+.2f} at epoch {first:.0f} to {end:+.2f} at epoch {last:.0f}"
+            + (": D overfits the limited data." if overfits else ": no sign that D overfits."))
+    with_dropout = _logit_gaps(dropout or {})
+    if with_dropout:
+        text += (f" With dropout 0.3 in D the gap ends at {with_dropout[-1][1]:+.2f} (its train/d_real is measured "
+                 f"with the dropout on).")
+    return text
 
 
 def verdict_s0(rows: dict, curves: Optional[Curves] = None) -> str:
@@ -357,19 +395,25 @@ def figure_by_size(results: list[dict[str, Any]], path: Path, title: str) -> boo
     return True
 
 
-def figure_curves(metric: str) -> Callable[[list[dict[str, Any]], Path, str], bool]:
-    """Each setting's ``metric`` over epochs: the mean over seeds bold, every seed thin (S4: FID)."""
+def figure_curves(metric: str, beside: tuple[str, ...] = ()) -> Callable[[list[dict[str, Any]], Path, str], bool]:
+    """Each setting's ``metric`` over epochs: the mean over seeds bold, every seed thin (S4: FID);
+    ``beside``, a second panel of other curves, the mean over seeds in one line style each (S4:
+    D's logit on training and held-out real images)."""
 
     def draw(results: list[dict[str, Any]], path: Path, title: str) -> bool:
         means = mean_curves(results)
         if not any(metric in curves for curves in means.values()):
             return False
         plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        shown = [name for name in beside if any(name in curves for curves in means.values())]
+        fig, axes = plt.subplots(1, 1 + bool(shown), figsize=(7 + 5 * bool(shown), 4.2), squeeze=False)
+        ax = axes[0][0]
+        colors = {}
         for setting, curves in means.items():
             if metric not in curves:
                 continue
             line, = ax.plot(*zip(*curves[metric]), linewidth=2.2, label=setting)
+            colors[setting] = line.get_color()
             for r in results:
                 if r.get("status") == "ok" and r["setting"] == setting and metric in r.get("curves", {}):
                     ax.plot(*zip(*r["curves"][metric]), linewidth=0.7, alpha=0.4, color=line.get_color())
@@ -378,6 +422,17 @@ def figure_curves(metric: str) -> Callable[[list[dict[str, Any]], Path, str], bo
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        if shown:
+            right = axes[0][1]
+            for setting, curves in means.items():
+                for name, style in zip(shown, ("-", "--", ":", "-.")):
+                    if name in curves:
+                        right.plot(*zip(*curves[name]), style, color=colors.get(setting), label=f"{setting} {name}")
+            right.set_xlabel("epoch")
+            right.set_ylabel(" / ".join(shown))
+            right.set_title(f"{' and '.join(shown)}, mean over seeds", fontsize=10)
+            right.grid(alpha=0.3)
+            right.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -487,17 +542,17 @@ CLAIMS = [
         vary=["model.init_args.discriminator.dropout.p=0.0,0.3"],  # p = 0 is dropout switched off
         metrics=[],  # the FID the runs log (its key is chosen by the task)
         budgets={"cpu": [], "full": ["--trainer.max_epochs", "30", "--data.init_args.limit_train", "0"]},
-        budget_note={"cpu": "limited data, where D overfits (Karras et al., 2020): the first 512 MNIST training "
-                            "images for 400 epochs (3.2k steps of D and G, batch 64), FID on 1,280 validation "
-                            "images every 25 epochs; no dropout, dropout 0.3 in D, and R1 (gamma 10) on D without "
-                            "dropout as a second regularizer; one torch thread per run, four jobs sharing the "
-                            "2-core EPYC",
+        budget_note={"cpu": "limited data, where D overfits (Karras et al., 2020): the first 256 MNIST training "
+                            "images for 1,200 epochs (4.8k steps of D and G, batch 64, each image shown 1,200 "
+                            "times), FID and D's mean logit on 1,280 validation images every 100 epochs; no "
+                            "dropout, dropout 0.3 in D, and R1 (gamma 10) on D without dropout as a second "
+                            "regularizer; one torch thread per run, two jobs sharing the 2-core EPYC",
                      "full": "30 epochs on all 55k training images"},
         verdict=verdict_s4,
         lower_is_better=True,
-        curves=["val/fid"],
-        parts={"cpu": [Part("n=512", S4_LIMITED), Part("n=512 R1", S4_LIMITED, S4_R1)]},
-        figure=figure_curves("val/fid"),
+        curves=["val/fid", "val/d_real", "train/d_real"],
+        parts={"cpu": [Part("n=256", S4_LIMITED), Part("n=256 R1", S4_LIMITED, S4_R1)]},
+        figure=figure_curves("val/fid", beside=("val/d_real", "train/d_real")),
         seeds={"cpu": 3},
         notes="**Why the regime is not reached on a CPU.** A one-seed pilot on 1,024 images for 150 epochs (2.4k steps) "
               "took FID from 406 to 94, still falling at the end; hence 512 images and 3.2k steps here, where FID "
@@ -519,13 +574,13 @@ CLAIMS = [
         budgets={"cpu": [], "full": ["--trainer.max_epochs", "20", "--data.init_args.limit_train", "0"]},
         budget_note={"cpu": "the overfitting regime of the 2026-11-27 fair try with more seeds: the first 2,000 "
                             "MNIST training images, 40 epochs (validation every 5), attention-dropout 0 (none), 0.1 "
-                            "(Vaswani et al.'s value) and 0.3; one torch thread per run, four jobs sharing the "
+                            "(Vaswani et al.'s value) and 0.3; one torch thread per run, two jobs sharing the "
                             "2-core EPYC",
                      "full": "20 epochs on all 55k training images"},
         verdict=verdict_s0,
         parts={"cpu": [Part("n=2000", ["--data.init_args.limit_train", "2000", "--trainer.max_epochs", "40",
                                        "--trainer.check_val_every_n_epoch", "5", "--trainer.callbacks", "[]"])]},
-        seeds={"cpu": 8},
+        seeds={"cpu": 16},
         notes="This budget is the fair try of 2026-11-27 (3 seeds: 7.80 / 7.34 / 6.91 % test error for attention-"
               "dropout 0 / 0.1 / 0.3, within the seed spread) with 8 seeds. At the recipe's default (3 epochs on 20k "
               "images, 2026-11-27) the model does not overfit (training error above test error) and the two settings "
@@ -676,19 +731,19 @@ def earlier_records(json_path: Path) -> dict[str, tuple[str, list[dict[str, Any]
     return found
 
 
-def _part_results(out: Path, part: Part) -> list[dict[str, Any]]:
+def _part_results(out: Path, part: Part, asked: list[str]) -> list[dict[str, Any]]:
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else []
     for result in results:
-        result["curves"] = _curves(out, result)
+        result["curves"] = _curves(out, result, asked)
         if part.label:
             result["setting"] = f"{part.label}: {result['setting']}"
     return results
 
 
-def _curves(out: Path, result: dict[str, Any]) -> dict[str, list[list[float]]]:
-    """val metric -> [[epochs done, value], ...] from the run's metrics.csv, kept in claims.json so the
-    curves that decide a verdict outlive the runs folder."""
+def _curves(out: Path, result: dict[str, Any], asked: list[str]) -> dict[str, list[list[float]]]:
+    """val metric (and each ``asked`` curve, e.g. S4's train/d_real) -> [[epochs done, value], ...] from
+    the run's metrics.csv, kept in claims.json so the curves that decide a verdict outlive the runs folder."""
     from regkit.cli.metrics_csv import per_epoch, read_metrics
     from regkit.compare.grid import folder_name
 
@@ -698,7 +753,8 @@ def _curves(out: Path, result: dict[str, Any]) -> dict[str, list[list[float]]]:
     if not path.exists():
         return {}
     rows = read_metrics(path)
-    keys = sorted({k.removesuffix("_epoch") for row in rows for k in row if k.startswith("val/")})
+    keys = sorted({k.removesuffix("_epoch") for row in rows for k in row
+                   if k.startswith("val/") or k.removesuffix("_epoch") in asked})
     return {key: [[epoch, round(value, 6)] for epoch, value in per_epoch(rows, key)] for key in keys}
 
 
@@ -718,7 +774,7 @@ def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bo
             subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
         elif out.exists():  # refresh table and picture from the finished runs; nothing runs
             subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
-        results += _part_results(out, part)
+        results += _part_results(out, part, claim.curves)
     measured_when = ""
     if not results and not execute and earlier is not None and earlier[0] == budget:
         results, measured_when = earlier[1], earlier[2]

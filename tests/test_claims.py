@@ -168,6 +168,18 @@ def test_s4_verdict_reads_the_fid_curve_of_the_regime():
     assert text.startswith("**reproduced**") and "lowest at epoch 50" in text and "rises again" in text
     flat = {"dropout.p=0.0": {"val/fid": [(25.0, 90.0), (50.0, 61.0), (75.0, 60.5), (100.0, 60.0)]}}
     assert "stopped falling" in claims.verdict_s4(rows, flat)
+    # D overfitting, read from its logits: training images pull away from held-out ones
+    apart = {"dropout.p=0.0": {**flat["dropout.p=0.0"], "train/d_real": [(12.5, 0.2), (25.0, 0.3), (87.5, 2.4)],
+                               "val/d_real": [(25.0, 0.1), (100.0, 0.4)]}}
+    text = claims.verdict_s4(rows, apart)
+    # each gap uses the mean of the train/d_real values logged since the previous validation
+    assert "from +0.15 at epoch 25 to +2.00 at epoch 100: D overfits" in text, text
+    assert "With dropout" not in text
+    both = {**apart, "dropout.p=0.3": {"train/d_real": [(50.0, 1.0), (90.0, 0.6)], "val/d_real": [(25.0, 0.0), (100.0, 0.1)]}}
+    assert "With dropout 0.3 in D the gap ends at +0.70" in claims.verdict_s4(rows, both)
+    together = {"dropout.p=0.0": {**apart["dropout.p=0.0"], "val/d_real": [(25.0, 0.1), (100.0, 2.2)]}}
+    assert "to +0.20 at epoch 100: no sign that D overfits" in claims.verdict_s4(rows, together)
+    assert "D overfits" not in claims.verdict_s4(rows, flat)  # no logit curves: nothing said
 
 
 def test_s1_and_s4_pictures_are_drawn_from_the_records(tmp_path):
@@ -178,6 +190,13 @@ def test_s1_and_s4_pictures_are_drawn_from_the_records(tmp_path):
     curves = [{"setting": f"dropout.p={p}", "seed": seed, "status": "ok", "final": {"val/fid": 50.0},
                "curves": {"val/fid": [[25.0, 90.0], [50.0, 60.0 + seed]]}} for p in ("0.0", "0.3") for seed in (0, 1)]
     assert claims.figure_curves("val/fid")(curves, tmp_path / "s4.png", "S4") and (tmp_path / "s4.png").exists()
+    for r in curves:
+        r["curves"].update({"val/d_real": [[25.0, 0.1], [50.0, 0.2]], "train/d_real": [[25.0, 0.3], [50.0, 1.0]]})
+    beside = claims.figure_curves("val/fid", beside=("val/d_real", "train/d_real"))
+    assert beside(curves, tmp_path / "s4b.png", "S4")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "s4b.png").width > Image.open(tmp_path / "s4.png").width  # the second panel
     assert not claims.figure_curves("val/fid")(by_size, tmp_path / "none.png", "S4")  # no curves: nothing drawn
 
 
