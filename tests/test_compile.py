@@ -354,7 +354,34 @@ def test_compiled_alpha_dropout_has_eager_statistics(feature: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 # Semantics under inductor (slow: real code generation on the CPU). Compiled RNG draws other
 # numbers than eager (inductor's Philox stream; pytorch/pytorch#141645), so what must agree is the
-# distribution: the drop rate, the scaling of kept units, the axes the mask is shared over.
+# distribution: the drop rate, the scaling of kept units, the axes the mask is shared over. On a
+# CPU, regkit's element-wise masks are the exception: one opaque operator draws them from torch's
+# generator under compile too (keep_mask), so they are the eager masks.
+
+
+@pytest.mark.slow
+def test_inductor_on_a_cpu_draws_the_eager_element_wise_masks() -> None:
+    """A compiled MLP with dropout (regkit's ``cpu_keep_mask`` operator) trains on the eager MLP's
+    masks under the same seed: outputs and gradients equal to float tolerance, a fresh mask per call."""
+    torch.manual_seed(0)
+    eager = build("network", "mlp", in_features=64, hidden=[128, 128], out_features=10,
+                  input_dropout={"name": "dropout", "p": 0.2}, dropout={"name": "dropout", "p": 0.5})().train()
+    compiled_net = build("network", "mlp", in_features=64, hidden=[128, 128], out_features=10,
+                         input_dropout={"name": "dropout", "p": 0.2}, dropout={"name": "dropout", "p": 0.5})().train()
+    compiled_net.load_state_dict(eager.state_dict())
+    torch.compiler.reset()
+    compiled = torch.compile(compiled_net, fullgraph=True)  # inductor
+    x = torch.randn(32, 64)
+    torch.manual_seed(1)
+    expected = eager(x)
+    expected.square().sum().backward()
+    torch.manual_seed(1)
+    out = compiled(x)
+    out.square().sum().backward()
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    for a, b in zip(compiled_net.parameters(), eager.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(compiled(x), compiled(x)), "each call draws a fresh mask"
 
 # name, arguments, input shape, axes the mask is shared over
 MASKS = [

@@ -7,6 +7,9 @@ Arguments are validated the way every regkit constructor does it, with :func:`re
 (``BadInput`` naming the argument); :func:`check_rate` is that check for a single rate."""
 from __future__ import annotations
 
+import inspect
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -51,6 +54,50 @@ def is_stochastic(module: nn.Module) -> bool:
     if isinstance(module, (StochasticRegularizer, *TORCH_DROPOUTS)):
         return True
     return any(f"{cls.__module__}.{cls.__qualname__}" in OTHER_STOCHASTIC for cls in type(module).__mro__)
+
+
+def _cpu_keep_mask(shape: list[int], keep: torch.Tensor) -> torch.Tensor:
+    """Float32 0/1 mask of ``shape`` on the CPU, 1 with probability ``keep``: uniform draws compared
+    with ``keep``. Registered as one opaque operator, ``regkit::cpu_keep_mask``
+    (``torch.library.custom_op``, tagged ``nondeterministic_seeded`` so that it is neither merged with
+    another call nor recomputed in the backward pass): under torch.compile it runs ATen's
+    ``uniform_`` from torch's CPU generator, as in eager mode, instead of inductor's generated random
+    numbers, which are slower on a CPU; so a compiled network draws the eager network's masks."""
+    return torch.rand(shape).lt_(keep)
+
+
+# torch.library.custom_op takes ``tags`` from torch 2.5 on; without the tag, an opaque random operator
+# could be merged or recomputed, so older torch compiles torch.rand itself (inductor's numbers).
+cpu_keep_mask: Callable[[list[int], torch.Tensor], torch.Tensor] | None = None
+if "tags" in inspect.signature(torch.library.custom_op).parameters:
+    cpu_keep_mask = torch.library.custom_op("regkit::cpu_keep_mask", _cpu_keep_mask, mutates_args=(),
+                                            tags=(torch.Tag.nondeterministic_seeded,))
+    cpu_keep_mask.register_fake(lambda shape, keep: torch.empty(shape))  # type: ignore[attr-defined]
+
+
+def keep_mask(like: torch.Tensor, shape: torch.Size | tuple[int, ...] | list[int], keep: float | torch.Tensor,
+              scale: bool = True) -> torch.Tensor:
+    """A dropout mask of ``shape``, on ``like``'s device and in its dtype: each element is kept (1, or
+    ``1 / keep`` when ``scale``, the inverted-dropout scaling) with probability ``keep``, else 0.
+
+    On the CPU the mask compares float32 uniform draws with ``keep`` (the operator ``regkit::cpu_keep_mask``
+    under torch.compile): ATen's CPU ``bernoulli_``, which ``F.dropout`` uses there, is about 3x slower than
+    ``uniform_`` and a compare (benchmarks/RESULTS.md, section ``masks``). Elsewhere it is
+    ``bernoulli_`` (one fused kernel on CUDA, and inductor's own on a compiled GPU graph). Float32
+    draws keep the rate exact to 2^-24 for a bfloat16 or float16 ``like`` too. It is for masks as
+    large as the tensor they drop (dropout, DropConnect, weight drop, alpha dropout); masks shared
+    over axes (drop path, spatial, locked and embedding dropout) are small and drawn with
+    ``bernoulli_``, as the reference implementations do (bit-identical to timm's drop path and
+    Merity's embedding dropout)."""
+    if like.device.type != "cpu":
+        mask = like.new_empty(shape, dtype=torch.float32).bernoulli_(keep)
+    elif torch.compiler.is_compiling() and cpu_keep_mask is not None:
+        mask = cpu_keep_mask(list(shape), keep if isinstance(keep, torch.Tensor) else torch.tensor(keep))
+    else:
+        mask = torch.rand(shape).lt_(keep)  # 1.0 where kept, 0.0 where dropped
+    if scale:
+        mask = mask.div_(keep)
+    return mask if like.dtype == torch.float32 else mask.to(like.dtype)
 
 
 def is_zero(p: float | torch.Tensor) -> bool:

@@ -19,7 +19,8 @@ from torch.nn.utils import parametrize
 
 from regkit.components.layouts import EMBEDDING, FEATURES, RECURRENT, SEQUENCE, Layouts
 from regkit.registry import register
-from regkit.components.regularizers.base import DropoutBase, is_zero
+from regkit.components.regularizers.base import DropoutBase, is_zero, keep_mask
+from regkit.components.regularizers.dropout import dropout
 
 
 def locked_dropout(x: torch.Tensor, p: float | torch.Tensor = 0.5, training: bool = True, batch_first: bool = False) -> torch.Tensor:
@@ -212,10 +213,9 @@ class WeightDrop(DropoutBase):
 
     def drop(self, weight: torch.Tensor) -> torch.Tensor:
         if not self._in_forward:
-            return F.dropout(weight, self.p, True)
+            return dropout(weight, self.p)
         if self._mask is None or self._mask.shape != weight.shape or self._mask.device != weight.device:
-            keep = 1.0 - self.drop_rate()
-            self._mask = torch.empty_like(weight, memory_format=torch.contiguous_format).bernoulli_(keep).div_(keep)
+            self._mask = keep_mask(weight, weight.shape, 1.0 - self.drop_rate())
         return weight * self._mask
 
     def _begin(self, *_: object) -> None:
