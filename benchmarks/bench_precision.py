@@ -30,8 +30,9 @@ def classifier() -> Any:
     return Classifier(network=dict(S1_NETWORK), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
 
 
-def gan(compile: bool = False) -> Any:
-    """recipes/gan.yaml's DCGAN task (``compile``: torch.compile G and D, for bench_compile)."""
+def gan(compile: bool = False, optimizer: Any = None) -> Any:
+    """recipes/gan.yaml's DCGAN task (``compile``: torch.compile G and D, and ``optimizer`` for both
+    instead of the recipe's Adam: for bench_compile)."""
     from regkit.tasks import GAN
 
     torch.manual_seed(0)
@@ -40,6 +41,7 @@ def gan(compile: bool = False) -> Any:
                    "activation": "relu"},
         discriminator={"name": "dcgan_discriminator", "width": 32, "dropout": {"name": "dropout", "p": 0.3}},
         ema_decay=0.999, metrics=False, compile=compile,
+        **({"g_optimizer": optimizer, "d_optimizer": optimizer} if optimizer else {}),
     )
 
 

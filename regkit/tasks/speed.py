@@ -3,7 +3,7 @@
 checkpoints stay the same) and ``channels_last`` (convolutional networks and their image inputs in
 ``torch.channels_last`` memory format). Fused / foreach optimizers are the optimizer's own
 ``init_args`` (``fused: true``), checked when the recipe is parsed like every optimizer argument.
-Where a switch does not pay (compiled dropout on a CPU), :func:`cpu_compile_note` is the line the run
+Where a switch does not always pay (compile on a CPU), :func:`cpu_compile_note` is the line the run
 prints at its start.
 """
 from __future__ import annotations
@@ -13,17 +13,12 @@ from typing import Any, Mapping, Union, cast
 import torch
 from torch import nn
 
-from regkit.components.regularizers.base import is_stochastic
 from regkit.errors import BadInput
 from regkit.registry import did_you_mean
-from regkit.registry.spec import SCHEDULES
 
 # What a ``compile:`` section may hold: torch.compile's arguments, and their allowed values.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_KEYS = ("mode", "fullgraph", "dynamic", "backend")
-
-# The attribute that marks a network compile_networks compiled.
-COMPILED = "regkit_compiled"
 
 CompileSwitch = Union[bool, dict[str, Any]]
 """The type of a task's ``compile`` argument: true / false, or a section of torch.compile's arguments."""
@@ -82,7 +77,6 @@ def compile_networks(networks: Mapping[str, nn.Module], options: dict[str, Any] 
                            f"graph; give the network mode: cell_loop, or leave fullgraph off", f"{key}.fullgraph")
     for network in networks.values():
         network.compile(**options)
-        setattr(network, COMPILED, True)  # what cpu_compile_note looks at (not a metric's or EMA's network)
 
 
 CONV_2D = (nn.Conv2d, nn.ConvTranspose2d)
@@ -141,38 +135,17 @@ def apply_switches(networks: Mapping[str, nn.Module], compile: Any, channels_las
     return options, bool(channels_last)
 
 
-# Attributes a stochastic layer keeps its drop rate in (regkit's and torch's ``p``, timm's ``drop_prob``).
-RATE_NAMES = ("p", "drop_prob")
-
-
-def drops(module: nn.Module) -> bool:
-    """Whether ``module`` is a stochastic regularizer that draws random numbers in training: its rate
-    is above 0 now or at some point of its schedule (one whose rate it cannot read counts)."""
-    if not is_stochastic(module):
-        return False
-    schedules = getattr(module, SCHEDULES, None) or {}
-    for name in RATE_NAMES:
-        if name in schedules:
-            schedule = schedules[name]
-            return any(schedule.factor * value > 0 for value in schedule.values())
-        rate = getattr(module, name, None)
-        if isinstance(rate, (int, float, torch.Tensor)) and not isinstance(rate, bool):
-            return bool(torch.as_tensor(rate).gt(0).any())
-    return True
-
-
-CPU_DROPOUT_NOTE = ("regkit fit: compile is on for a CPU run with dropout: compiled dropout is slower than eager on a "
-                    "CPU (inductor's generated dropout RNG costs more than ATen's; docs/speed.md, \"What compile buys "
-                    "on a CPU\"); compile pays on a GPU or for a network without dropout. Compiling as asked.")
+CPU_COMPILE_NOTE = ("regkit fit: compile is on for a CPU run: on a CPU, inductor's code was measured slower than eager "
+                    "for regkit's MLP and DCGAN and faster for its LSTM language model (docs/speed.md, \"The fast path "
+                    "on a CPU\"); there the measured fast path is eager with a fused optimizer. Compiling as asked.")
 
 
 def cpu_compile_note(task: nn.Module, device_type: str) -> str | None:
-    """The line a run prints at its start when it compiles, with inductor, a network that drops
-    (:func:`drops`) on a CPU, where the compiled program is slower than eager (benchmarks/RESULTS.md,
-    ``compile``); None otherwise. Only the compiled networks count (not a metric's classifier, not
-    an eager EMA copy). The run still compiles: the user asked for it."""
+    """The line a run prints at its start when it compiles with inductor on a CPU, where the compiled
+    program is slower than eager for some of regkit's networks (benchmarks/RESULTS.md, ``compile``);
+    None otherwise (a GPU, or another backend, e.g. ``eager`` for graph-break checks). The run still
+    compiles: the user asked for it."""
     options = getattr(task, "compile_options", None)
     if options is None or device_type != "cpu" or options.get("backend", "inductor") != "inductor":
         return None
-    compiled = [m for m in task.modules() if getattr(m, COMPILED, False)]
-    return CPU_DROPOUT_NOTE if any(drops(m) for network in compiled for m in network.modules()) else None
+    return CPU_COMPILE_NOTE
