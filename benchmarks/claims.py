@@ -869,6 +869,13 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
     return "\n".join(out)
 
 
+# Said on the page while it holds runs from before regkit's CPU masks changed (commit afd5deb).
+MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page drew their CPU dropout masks with "
+              "`bernoulli_` (as torch's `F.dropout` does); regkit now compares uniform draws with the keep "
+              "probability (the same distribution, about 3x faster; [speed.md](speed.md)). The same seed now gives "
+              "other masks, so a rerun gives other numbers, within the seed spread the intervals account for.")
+
+
 def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budgets: dict[str, str]) -> None:
     images = docs.parent / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -885,6 +892,8 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
         f"{os.cpu_count()} cores). Wall times are as measured, with whatever else ran on the machine then "
         "(several claims' runs at once, each with one torch thread, beside test runs; load average 3-5): "
         "read them as upper bounds.",
+        "",
+        MASKS_NOTE,
         "",
         "**How a verdict is reached** ([benchmarks/claim_stats.py](../benchmarks/claim_stats.py)). Each "
         "comparison a claim makes (\"A beats B on the test error\") is the difference of the two settings' "
