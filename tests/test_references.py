@@ -70,6 +70,29 @@ def test_dropout_of_half_precision_inputs_keeps_dtype_and_rate(dtype: torch.dtyp
     assert set(out.unique().tolist()) == {0.0, torch.tensor(1 / 0.7, dtype=dtype).item()}
 
 
+def test_dropout_scales_float64_exactly_and_keeps_channels_last() -> None:
+    out = Dropout(0.1).train()(torch.ones(256, 256, dtype=torch.float64))
+    assert out.dtype == torch.float64 and set(out.unique().tolist()) == {0.0, 1 / 0.9}  # not 1/0.9 rounded to float32
+    maps = torch.randn(16, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert Dropout(0.3).train()(maps).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("default", [torch.bfloat16, torch.float64])
+def test_dropout_masks_do_not_follow_the_default_dtype(default: torch.dtype) -> None:
+    """Lightning's bf16-true sets a bfloat16 default dtype while the model runs: the mask's uniform draws
+    stay float32 (bfloat16 draws would bias the rate by ~0.002 at p = 0.1), and a float32 input gives
+    a float32 output under a float64 default."""
+    x = torch.ones(2048, 2048)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        out = Dropout(0.1).train()(x)
+    finally:
+        torch.set_default_dtype(previous)
+    assert out.dtype == torch.float32
+    assert within_binomial((out == 0).float().mean().item(), 0.1, x.numel())
+
+
 def timm_drop_path(x: torch.Tensor, drop_prob: float, training: bool = True, scale_by_keep: bool = True) -> torch.Tensor:
     """timm.layers.drop.drop_path, written out."""
     if drop_prob == 0.0 or not training:

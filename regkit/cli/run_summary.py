@@ -89,8 +89,8 @@ def speed_switches(trainer: L.Trainer) -> list[str]:
 
 
 def announce_start(trainer: L.Trainer, task: L.LightningModule) -> None:
-    """On rank 0, before fit: one line when ``compile`` is on for a CPU run whose network drops,
-    where the compiled program is slower than eager (docs/speed.md); nothing otherwise."""
+    """On rank 0, before fit: one line when ``compile`` (inductor) is on for a CPU run, where the
+    compiled program is slower than eager for some networks (docs/speed.md); nothing otherwise."""
     if not trainer.is_global_zero:
         return
     note = cpu_compile_note(task, trainer.strategy.root_device.type)

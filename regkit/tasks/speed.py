@@ -136,8 +136,9 @@ def apply_switches(networks: Mapping[str, nn.Module], compile: Any, channels_las
 
 
 CPU_COMPILE_NOTE = ("regkit fit: compile is on for a CPU run: on a CPU, inductor's code was measured slower than eager "
-                    "for regkit's MLP and DCGAN and faster for its LSTM language model (docs/speed.md, \"The fast path "
-                    "on a CPU\"); there the measured fast path is eager with a fused optimizer. Compiling as asked.")
+                    "for regkit's MLP and DCGAN and faster for its attention classifier and LSTM language model "
+                    "(docs/speed.md, \"The fast path on a CPU\"); for the MLP and the DCGAN the measured fast path "
+                    "is eager with a fused optimizer. Compiling as asked.")
 
 
 def cpu_compile_note(task: nn.Module, device_type: str) -> str | None:

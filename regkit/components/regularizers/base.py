@@ -62,8 +62,10 @@ def _cpu_keep_mask(shape: list[int], keep: torch.Tensor) -> torch.Tensor:
     (``torch.library.custom_op``, tagged ``nondeterministic_seeded`` so that it is neither merged with
     another call nor recomputed in the backward pass): under torch.compile it runs ATen's
     ``uniform_`` from torch's CPU generator, as in eager mode, instead of inductor's generated random
-    numbers, which are slower on a CPU; so a compiled network draws the eager network's masks."""
-    return torch.rand(shape).lt_(keep)
+    numbers, which are slower on a CPU; so a compiled network draws the eager network's masks. The
+    dtype and device are explicit: Lightning's ``bf16-true`` sets a bfloat16 default dtype, whose
+    coarse uniforms would bias the rate."""
+    return torch.rand(shape, dtype=torch.float32, device="cpu").lt_(keep)
 
 
 # torch.library.custom_op takes ``tags`` from torch 2.5 on; without the tag, an opaque random operator
@@ -72,7 +74,8 @@ cpu_keep_mask: Callable[[list[int], torch.Tensor], torch.Tensor] | None = None
 if "tags" in inspect.signature(torch.library.custom_op).parameters:
     cpu_keep_mask = torch.library.custom_op("regkit::cpu_keep_mask", _cpu_keep_mask, mutates_args=(),
                                             tags=(torch.Tag.nondeterministic_seeded,))
-    cpu_keep_mask.register_fake(lambda shape, keep: torch.empty(shape))  # type: ignore[attr-defined]
+    cpu_keep_mask.register_fake(  # type: ignore[attr-defined]
+        lambda shape, keep: torch.empty(shape, dtype=torch.float32, device="cpu"))
 
 
 def keep_mask(like: torch.Tensor, shape: torch.Size | tuple[int, ...] | list[int], keep: float | torch.Tensor,
@@ -81,23 +84,28 @@ def keep_mask(like: torch.Tensor, shape: torch.Size | tuple[int, ...] | list[int
     ``1 / keep`` when ``scale``, the inverted-dropout scaling) with probability ``keep``, else 0.
 
     On the CPU the mask compares float32 uniform draws with ``keep`` (the operator ``regkit::cpu_keep_mask``
-    under torch.compile): ATen's CPU ``bernoulli_``, which ``F.dropout`` uses there, is about 3x slower than
-    ``uniform_`` and a compare (benchmarks/RESULTS.md, section ``masks``). Elsewhere it is
-    ``bernoulli_`` (one fused kernel on CUDA, and inductor's own on a compiled GPU graph). Float32
-    draws keep the rate exact to 2^-24 for a bfloat16 or float16 ``like`` too. It is for masks as
-    large as the tensor they drop (dropout, DropConnect, weight drop, alpha dropout); masks shared
-    over axes (drop path, spatial, locked and embedding dropout) are small and drawn with
-    ``bernoulli_``, as the reference implementations do (bit-identical to timm's drop path and
-    Merity's embedding dropout)."""
+    under torch.compile): ATen's CPU ``bernoulli_``, which ``F.dropout`` uses there, is slower (dropout's
+    forward + backward takes 1.9-3.2x less time this way; benchmarks/RESULTS.md, section ``masks``).
+    Elsewhere it is ``bernoulli_`` (one fused kernel on CUDA, and inductor's own on a compiled GPU
+    graph). Float32 draws, whatever the default dtype, keep the rate exact to 2^-24 for a bfloat16 or
+    float16 ``like`` too; the 0/1 mask is cast to ``like``'s dtype before it is scaled, so a float64
+    ``like`` gets an exact 1 / keep. A mask of ``like``'s own shape also takes its memory format
+    (channels-last stays channels-last). It is for masks as large as the tensor they drop (dropout,
+    DropConnect, weight drop; alpha dropout under torch.compile); masks shared over axes (drop path,
+    spatial, locked and embedding dropout) are small and drawn with ``bernoulli_``, as the reference
+    implementations do (bit-identical to timm's drop path and Merity's embedding dropout)."""
     if like.device.type != "cpu":
         mask = like.new_empty(shape, dtype=torch.float32).bernoulli_(keep)
     elif torch.compiler.is_compiling() and cpu_keep_mask is not None:
-        mask = cpu_keep_mask(list(shape), keep if isinstance(keep, torch.Tensor) else torch.tensor(keep))
+        rate = keep.float() if isinstance(keep, torch.Tensor) else torch.tensor(keep, dtype=torch.float32, device="cpu")
+        mask = cpu_keep_mask(list(shape), rate)
+    elif tuple(shape) == tuple(like.shape):
+        mask = torch.rand_like(like, dtype=torch.float32).lt_(keep)  # 1.0 where kept, 0.0 where dropped
     else:
-        mask = torch.rand(shape).lt_(keep)  # 1.0 where kept, 0.0 where dropped
-    if scale:
-        mask = mask.div_(keep)
-    return mask if like.dtype == torch.float32 else mask.to(like.dtype)
+        mask = torch.rand(shape, dtype=torch.float32, device="cpu").lt_(keep)
+    if like.dtype != torch.float32:
+        mask = mask.to(like.dtype)
+    return mask.div_(keep) if scale else mask
 
 
 def is_zero(p: float | torch.Tensor) -> bool:
