@@ -872,7 +872,7 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
 # Said on the page while it holds runs from before regkit's CPU masks changed (commit afd5deb).
 MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page drew their CPU dropout masks with "
               "`bernoulli_` (as torch's `F.dropout` does); regkit now compares uniform draws with the keep "
-              "probability (the same distribution, about 3x faster; [speed.md](speed.md)). The same seed now gives "
+              "probability (the same distribution, dropout 1.9-3.2x faster; [speed.md](speed.md)). The same seed now gives "
               "other masks, so a rerun gives other numbers, within the seed spread the intervals account for.")
 
 
