@@ -208,3 +208,16 @@ def test_s1_gives_dropout_and_max_norm_their_own_verdicts():
     text = claims.verdict_s1(rows)
     assert text.startswith("**reproduced** (dropout) / **refuted** (max-norm):"), text
     assert "dropout alone at lr 0.1 ends at 90.20 % test error" in text
+
+
+def test_a_part_can_run_its_own_number_of_seeds():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import claims
+
+    s4 = next(claim for claim in claims.CLAIMS if claim.id == "S4")
+    dropout, r1 = claims.parts_of(s4, "cpu")
+    assert claims.seeds_of(s4, "cpu", dropout) == 8 and claims.seeds_of(s4, "cpu", r1) == 3
+    assert claims.planned_runs(s4, "cpu") == 8 * 2 + 3 * 1  # two dropout rates, one R1 setting
+    args = claims.compare_args(s4, "cpu", Path("runs"), 1, r1)
+    assert args[args.index("--seeds") + 1] == "3"
+    assert claims.seeds_of(s4, "tiny", r1) == claims.SEEDS["tiny"]  # a check of the machinery stays tiny
