@@ -8,10 +8,13 @@ benchmarks/claims.json (one record per claim, setting and seed).
     python benchmarks/claims.py --budget full       # the papers' scale (GPU)
     python benchmarks/claims.py --only S1,S2 --jobs 2
     python benchmarks/claims.py --report-only       # rewrite the page from the runs already made
+    python benchmarks/claims.py --only S4 --keep-earlier  # add seeds: run only those claims.json lacks
 
 Runs go to ``runs/claims/<budget>/<claim>/`` and are resumed: a claim stopped half-way continues
 where it stopped, and ``--report-only`` writes what exists, marking each claim whose runs are
-missing "not measured" with the command that measures it. Run it from the repository root.
+missing "not measured" with the command that measures it. ``--keep-earlier`` keeps claims.json's
+records of a claim (each says when and on which machine it was measured) and runs only the seeds
+they lack, so a claim's seeds can be extended on another day or machine. Run it from the repository root.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from claim_stats import combine, interval_text, t_quantile, welch
+from common import cpu_flags
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -682,12 +686,17 @@ def measured_budget(claim: Claim, runs_root: Path, asked: str) -> str:
     return asked
 
 
-def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Optional[Part] = None) -> list[str]:
+def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Optional[Part] = None,
+                 seeds: Optional[list[int]] = None) -> list[str]:
+    """``regkit compare``'s arguments for one part: seeds 0..n-1, or the ``seeds`` given (those an
+    earlier measurement lacks)."""
     part = part or parts_of(claim, budget)[0]
     args = [*claim.base]
     for vary in part.vary or claim.vary:
         args += ["--vary", vary]
-    args += ["--seeds", str(seeds_of(claim, budget, part)), "--out", str(part_out(claim, budget, part, runs_root))]
+    count = str(seeds_of(claim, budget, part))
+    args += ["--seeds", ",".join(map(str, seeds)) if seeds is not None else count,
+             "--out", str(part_out(claim, budget, part, runs_root))]
     args += ["--jobs", str(jobs)] if jobs > 1 else []
     for metric in claim.metrics:
         args += ["--metric", metric]
@@ -709,7 +718,7 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+    return f"{cpu} ({cpu_flags()}), {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float, int]]]:
@@ -739,8 +748,18 @@ def earlier_records(json_path: Path) -> dict[str, tuple[str, list[dict[str, Any]
         if record["budget"] == budget and record["status"] == "ok":
             results.append({"setting": record["setting"], "seed": record["seed"], "status": record["status"],
                             "wall_s": record["wall_s"], "command": shlex.split(record["command"]),
-                            "final": record["metrics"], "written": when, "curves": record.get("curves", {})})
+                            "final": record["metrics"], "written": when, "curves": record.get("curves", {}),
+                            # a record without "written" was measured by the run that wrote the file, on its machine
+                            "machine": record.get("machine") or ("" if "written" in record else saved.get("machine", ""))})
     return found
+
+
+def earlier_when(part: Part, kept: list[dict[str, Any]]) -> str:
+    return ", ".join(sorted({r.get("written", "") for r in _of_part(part, kept)}))
+
+
+def _of_part(part: Part, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if r["setting"].startswith(f"{part.label}: ")] if part.label else results
 
 
 def _part_results(out: Path, part: Part, asked: list[str]) -> list[dict[str, Any]]:
@@ -770,15 +789,41 @@ def _curves(out: Path, result: dict[str, Any], asked: list[str]) -> dict[str, li
     return {key: [[epoch, round(value, 6)] for epoch, value in per_epoch(rows, key)] for key in keys}
 
 
+def _kept_seeds(claim: Claim, budget: str, part: Part, kept: list[dict[str, Any]]) -> list[int]:
+    """The seeds of ``part`` that earlier records hold for every one of its settings."""
+    from regkit.compare.grid import parse_vary
+
+    settings = math.prod(len(values) for values in parse_vary(part.vary or claim.vary).values())
+    counts: dict[int, int] = {}
+    for r in _of_part(part, kept):
+        counts[r["seed"]] = counts.get(r["seed"], 0) + 1
+    return sorted(seed for seed, n in counts.items() if n >= settings and seed < seeds_of(claim, budget, part))
+
+
 def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bool,
-              earlier: Optional[tuple[str, list[dict[str, Any]], str]] = None) -> dict[str, Any]:
+              earlier: Optional[tuple[str, list[dict[str, Any]], str]] = None,
+              keep_earlier: bool = False) -> dict[str, Any]:
+    """Run (``execute``) or read a claim's compares; with ``keep_earlier``, claims.json's records of
+    the same budget stand for the seeds they hold and only the others run."""
     if not execute and earlier is not None and not any(
             (part_out(claim, budget, part, runs_root) / "results.json").exists() for part in parts_of(claim, budget)):
         budget = earlier[0]  # measured before, elsewhere: keep what was measured
+    kept = earlier[1] if keep_earlier and earlier is not None and earlier[0] == budget else []
     started = time.time()
     commands, results = [], []
     for part in parts_of(claim, budget):
-        args = compare_args(claim, budget, runs_root, jobs, part)
+        done = _kept_seeds(claim, budget, part, kept)
+        if done:
+            results += [r for r in _of_part(part, kept) if r["seed"] in done]
+            commands.append(f"# seeds {', '.join(map(str, done))}, kept from claims.json (measured {earlier_when(part, kept)}):")
+            commands.append("regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, done)))
+        todo = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in done]
+        if not todo:
+            continue  # every seed measured before
+        args = compare_args(claim, budget, runs_root, jobs, part, todo if done else None)
+        if done:
+            commands.append(f"# seeds {', '.join(map(str, todo))}, added by `python benchmarks/claims.py --only {claim.id} "
+                            f"--keep-earlier`:")
         commands.append("regkit compare " + shlex.join(args))
         out = part_out(claim, budget, part, runs_root)
         if execute:
@@ -786,10 +831,12 @@ def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bo
             subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
         elif out.exists():  # refresh table and picture from the finished runs; nothing runs
             subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
-        results += _part_results(out, part, claim.curves)
+        results += [r for r in _part_results(out, part, claim.curves) if r["seed"] not in done]
     measured_when = ""
     if not results and not execute and earlier is not None and earlier[0] == budget:
         results, measured_when = earlier[1], earlier[2]
+    elif kept and all(r.get("written") for r in results):
+        measured_when = earlier[2] if earlier is not None else ""
     return {
         "claim": claim,
         "budget": budget,
@@ -829,6 +876,28 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def groups(ok: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The runs by measurement: (when, machine) -> runs; runs made now have neither yet."""
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in ok:
+        found.setdefault((r.get("written", ""), r.get("machine", "") if r.get("written") else ""), []).append(r)
+    return found
+
+
+def measured_on(ok: list[dict[str, Any]]) -> list[str]:
+    """When the runs come from more than one measurement: which seeds each made, when, where, how fast."""
+    found = groups(ok)
+    if len(found) < 2:
+        return []
+    parts = []
+    for (when, where), runs in sorted(found.items(), key=lambda item: min(r["seed"] for r in item[1])):
+        seeds = ", ".join(map(str, sorted({r["seed"] for r in runs})))
+        parts.append(f"seeds {seeds} on {when or 'this writing'}, {where or machine()} "
+                     f"({statistics.fmean(r['wall_s'] for r in runs) / 60:.1f} min per run)")
+    return ["**Measured in " + f"{len(found)} sessions**: " + "; ".join(parts) + ". The seeds were extended with "
+            "`--keep-earlier`: every seed is an independent draw of the same experiment, whichever machine ran it.", ""]
+
+
 def section(report: dict[str, Any], images: Path, docs: Path) -> str:
     claim: Claim = report["claim"]
     out = [f"## {claim.id}: {claim.seed}", "", f"**Claim.** {claim.claim}", "", f"**Paper.** {claim.paper}.", ""]
@@ -858,8 +927,9 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         "",
         f"**Verdict.** {claim.verdict(report['rows'], mean_curves(report['results']))}",
         "",
+        *measured_on(ok),
         f"Wall time: {sum(r['wall_s'] for r in ok) / 60:.0f} min summed over the {len(ok)} finished runs "
-        f"({statistics.fmean(r['wall_s'] for r in ok) / 60:.1f} min per run on the machine above); "
+        f"({statistics.fmean(r['wall_s'] for r in ok) / 60:.1f} min per run{' on the machine above' if len(groups(ok)) == 1 else ''}); "
         f"{_missing(claim, report['budget'], len(ok))}. Command (from the repository root):",
         "",
         "```",
@@ -888,7 +958,7 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
         "",
         "Generated by `python benchmarks/claims.py` (which runs `regkit compare` once per claim; "
         "`--budget tiny|short|cpu|full`, `--only S1,S2`, `--report-only` to rewrite this page from the runs "
-        "already made). Every number below comes from runs listed in "
+        "already made, `--keep-earlier` to add seeds to a claim measured before). Every number below comes from runs listed in "
         "[benchmarks/claims.json](../benchmarks/claims.json), one record per claim, setting and seed.",
         "",
         f"Machine: {machine()}. Written {when} (load average {os.getloadavg()[0]:.0f} on "
@@ -925,7 +995,7 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
     records = [
         {"claim": report["claim"].id, "budget": report["budget"], "setting": r["setting"], "seed": r["seed"],
          "status": r.get("status"), "wall_s": r.get("wall_s"), "command": shlex.join(r.get("command", [])),
-         "metrics": r.get("final", {}), "curves": r.get("curves", {})}
+         "metrics": r.get("final", {}), "curves": r.get("curves", {}), "machine": r.get("machine", "") if r.get("written") else machine()}
         for report in reports for r in report["results"]
     ]
     for record, r in zip(records, [r for report in reports for r in report["results"]]):
@@ -954,6 +1024,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--only", help="comma-separated claim ids (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time within a claim")
     parser.add_argument("--report-only", action="store_true", help="write the page from the runs already made")
+    parser.add_argument("--keep-earlier", action="store_true",
+                        help="keep claims.json's records of a claim and run only the seeds they lack")
     parser.add_argument("--runs", default="runs/claims", help="where the runs go (default runs/claims)")
     parser.add_argument("--docs", default=str(ROOT / "docs" / "claims.md"))
     parser.add_argument("--json", default=str(HERE / "claims.json"))
@@ -967,7 +1039,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     for claim in CLAIMS:
         execute = claim.id in wanted and not args.report_only
         budget = args.budget if execute else measured_budget(claim, Path(args.runs), args.budget)
-        reports.append(run_claim(claim, budget, Path(args.runs), args.jobs, execute, earlier.get(claim.id)))
+        reports.append(run_claim(claim, budget, Path(args.runs), args.jobs, execute, earlier.get(claim.id),
+                                 keep_earlier=args.keep_earlier and claim.id in wanted))
     write_docs(reports, Path(args.docs), Path(args.json), {})
     print(f"wrote {args.docs} and {args.json}")
     return 0
