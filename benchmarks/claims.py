@@ -12,9 +12,10 @@ benchmarks/claims.json (one record per claim, setting and seed).
 
 Runs go to ``runs/claims/<budget>/<claim>/`` and are resumed: a claim stopped half-way continues
 where it stopped, and ``--report-only`` writes what exists, marking each claim whose runs are
-missing "not measured" with the command that measures it. ``--keep-earlier`` keeps claims.json's
-records of a claim (each says when and on which machine it was measured) and runs only the seeds
-they lack, so a claim's seeds can be extended on another day or machine. Run it from the repository root.
+missing "not measured" with the command that measures it. claims.json's records (each says when and
+on which machine it ran) fill in the seeds runs/ lacks when they are of the same command; with
+``--keep-earlier`` a run makes only the seeds they lack, so a claim's seeds can be extended on
+another day or machine. Run it from the repository root.
 """
 from __future__ import annotations
 
@@ -800,43 +801,72 @@ def _kept_seeds(claim: Claim, budget: str, part: Part, kept: list[dict[str, Any]
     return sorted(seed for seed, n in counts.items() if n >= settings and seed < seeds_of(claim, budget, part))
 
 
+def same_experiment(claim: Claim, budget: str, part: Part, records: list[dict[str, Any]],
+                    runs_root: Path) -> list[dict[str, Any]]:
+    """Those of ``records`` that ``part`` would make today: the same ``regkit fit`` command, seed
+    included (a record of an older budget or recipe option is another experiment)."""
+    from regkit.compare.grid import parse_vary, plan_runs
+    from regkit.compare.main import parse_args
+    from regkit.compare.runner import identity
+
+    mine = _of_part(part, records)
+    seeds = sorted({r["seed"] for r in mine})
+    if not seeds:
+        return []
+    options, passthrough = parse_args(compare_args(claim, budget, runs_root, 1, part, seeds))
+    wanted = {shlex.join(identity(run, passthrough)["command"])
+              for run in plan_runs(parse_vary(options.vary), seeds, Path(options.out))}
+    return [r for r in mine if shlex.join(r["command"]) in wanted]
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds))
+
+
 def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bool,
               earlier: Optional[tuple[str, list[dict[str, Any]], str]] = None,
               keep_earlier: bool = False) -> dict[str, Any]:
-    """Run (``execute``) or read a claim's compares; with ``keep_earlier``, claims.json's records of
-    the same budget stand for the seeds they hold and only the others run."""
+    """Run (``execute``) or read a claim's compares. claims.json's records of the same experiment
+    (``earlier``) fill in the seeds the runs folder lacks when the page is rewritten; when running,
+    with ``keep_earlier``, they stand for the seeds they hold and only the others run."""
     if not execute and earlier is not None and not any(
             (part_out(claim, budget, part, runs_root) / "results.json").exists() for part in parts_of(claim, budget)):
         budget = earlier[0]  # measured before, elsewhere: keep what was measured
-    kept = earlier[1] if keep_earlier and earlier is not None and earlier[0] == budget else []
+    recorded = earlier[1] if earlier is not None and earlier[0] == budget else []
     started = time.time()
     commands, results = [], []
     for part in parts_of(claim, budget):
-        done = _kept_seeds(claim, budget, part, kept)
-        if done:
-            results += [r for r in _of_part(part, kept) if r["seed"] in done]
-            commands.append(f"# seeds {', '.join(map(str, done))}, kept from claims.json (measured {earlier_when(part, kept)}):")
-            commands.append("regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, done)))
+        before = same_experiment(claim, budget, part, recorded, runs_root) if execute and keep_earlier or not execute else []
+        done = _kept_seeds(claim, budget, part, before) if execute else []
         todo = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in done]
-        if not todo:
-            continue  # every seed measured before
-        args = compare_args(claim, budget, runs_root, jobs, part, todo if done else None)
-        if done:
-            commands.append(f"# seeds {', '.join(map(str, todo))}, added by `python benchmarks/claims.py --only {claim.id} "
-                            f"--keep-earlier`:")
-        commands.append("regkit compare " + shlex.join(args))
         out = part_out(claim, budget, part, runs_root)
-        if execute:
-            print(f"\n== {claim.id} {part.label}: {commands[-1]}", flush=True)
-            subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
-        elif out.exists():  # refresh table and picture from the finished runs; nothing runs
-            subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
-        results += [r for r in _part_results(out, part, claim.curves) if r["seed"] not in done]
-    measured_when = ""
+        now: list[dict[str, Any]] = []
+        if todo:
+            args = compare_args(claim, budget, runs_root, jobs, part, todo if done else None)
+            if execute:
+                print(f"\n== {claim.id} {part.label}: regkit compare {shlex.join(args)}", flush=True)
+                subprocess.run([sys.executable, "-m", "regkit", "compare", *args], cwd=ROOT)
+            elif out.exists():  # refresh table and picture from the finished runs; nothing runs
+                subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
+            now = [r for r in _part_results(out, part, claim.curves) if r["seed"] in todo]
+        ran = sorted({r["seed"] for r in now if r.get("status") == "ok"})
+        filled = [r for r in before if r["seed"] in done] if execute else [r for r in before if r["seed"] not in ran]
+        results += filled + now
+        if not filled:
+            commands.append("regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part)))
+            continue
+        old = sorted({r["seed"] for r in filled})
+        commands += [f"# seeds {_seeds_text(old)}: records kept in claims.json (measured {earlier_when(part, filled)})",
+                     "regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, old))]
+        new = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in old]
+        if new:
+            commands += [f"# seeds {_seeds_text(new)}: added by `python benchmarks/claims.py --only {claim.id} --keep-earlier`",
+                         "regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, new))]
     if not results and not execute and earlier is not None and earlier[0] == budget:
-        results, measured_when = earlier[1], earlier[2]
-    elif kept and all(r.get("written") for r in results):
-        measured_when = earlier[2] if earlier is not None else ""
+        results = earlier[1]  # records of an older command: the page keeps showing what was measured
+    measured_when = ""
+    if results and all(r.get("written") for r in results):  # nothing measured now: when it was
+        measured_when = " and ".join(sorted({r["written"] for r in results}))
     return {
         "claim": claim,
         "budget": budget,
@@ -943,7 +973,8 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
 
 
 # Said on the page while it holds runs from before regkit's CPU masks changed (commit afd5deb).
-MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page drew their CPU dropout masks with "
+MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page measured before then (each section "
+              "says when; all but S4's added seeds) drew their CPU dropout masks with "
               "`bernoulli_` (as torch's `F.dropout` does); regkit now compares uniform draws with the keep "
               "probability (the same distribution, dropout 1.9-3.2x faster; [speed.md](speed.md)). The same seed now gives "
               "other masks, so a rerun gives other numbers, within the seed spread the intervals account for.")
@@ -1025,7 +1056,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time within a claim")
     parser.add_argument("--report-only", action="store_true", help="write the page from the runs already made")
     parser.add_argument("--keep-earlier", action="store_true",
-                        help="keep claims.json's records of a claim and run only the seeds they lack")
+                        help="keep claims.json's records of a claim's command and run only the seeds they lack")
     parser.add_argument("--runs", default="runs/claims", help="where the runs go (default runs/claims)")
     parser.add_argument("--docs", default=str(ROOT / "docs" / "claims.md"))
     parser.add_argument("--json", default=str(HERE / "claims.json"))

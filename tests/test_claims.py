@@ -223,43 +223,68 @@ def test_a_part_can_run_its_own_number_of_seeds():
     assert claims.seeds_of(s4, "tiny", r1) == claims.SEEDS["tiny"]  # a check of the machinery stays tiny
 
 
-def _s4_record(setting: str, seed: int, fid: float) -> dict:
-    return {"setting": setting, "seed": seed, "status": "ok", "wall_s": 300.0, "command": ["regkit", "fit"],
-            "final": {"val/fid": fid}, "written": "2026-12-06 23:09 UTC", "curves": {}, "machine": "machine A"}
-
-
-def test_keep_earlier_runs_only_the_seeds_claims_json_lacks_and_says_where_each_was_measured(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import claims
-
-    s4 = next(claim for claim in claims.CLAIMS if claim.id == "S4")
-    settings = ["n=256: dropout.p=0.0", "n=256: dropout.p=0.3", "n=256 R1: d_penalties=[{name: r1}],dropout.p=0.0"]
-    kept = [_s4_record(setting, seed, 80.0 + seed) for setting in settings for seed in (0, 1, 2)]
-    kept.append(_s4_record(settings[0], 3, 99.0))  # seed 3 of one setting only: not a finished seed
+def _planned(claims, claim, part, seeds, root):
+    """(run, passthrough) of each run ``part`` of ``claim`` makes for ``seeds``."""
     from regkit.compare.grid import parse_vary, plan_runs
     from regkit.compare.main import parse_args
+
+    options, passthrough = parse_args(claims.compare_args(claim, "cpu", root, 2, part, seeds))
+    return [(run, passthrough) for run in plan_runs(parse_vary(options.vary), seeds, Path(options.out))]
+
+
+def _recorded(claims, claim, seeds, root, command=None):
+    """claims.json's records (as earlier_records reads them) of every S4 setting for ``seeds``."""
+    from regkit.compare.runner import identity
+
+    return [{"setting": f"{part.label}: {run.setting}", "seed": run.seed, "status": "ok", "wall_s": 300.0,
+             "command": command or identity(run, passthrough)["command"], "final": {"val/fid": 80.0 + run.seed},
+             "written": "2026-12-06 23:09 UTC", "curves": {}, "machine": "machine A"}
+            for part in claims.parts_of(claim, "cpu") for run, passthrough in _planned(claims, claim, part, seeds, root)]
+
+
+def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_was_measured(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import claims
     from regkit.compare.runner import RESULT_FILE, identity
 
     monkeypatch.chdir(ROOT)  # recipes are named from the repository root, as claims.py runs them
-    part = claims.parts_of(s4, "cpu")[0]
-    options, passthrough = parse_args(claims.compare_args(s4, "cpu", tmp_path, 2, part, [3, 4, 5, 6, 7]))
-    for run in plan_runs(parse_vary(options.vary), [3], Path(options.out)):  # seed 3 of both rates finished
+    s4 = next(claim for claim in claims.CLAIMS if claim.id == "S4")
+    recorded = _recorded(claims, s4, [0, 1, 2], tmp_path)
+    stale = _recorded(claims, s4, [4], tmp_path, command=["regkit", "fit", "--trainer.max_epochs", "1200"])
+    dropout = claims.parts_of(s4, "cpu")[0]
+    for run, passthrough in _planned(claims, s4, dropout, [3], tmp_path):  # seed 3 of both rates ran now
         run.run_dir.mkdir(parents=True)
         (run.run_dir / RESULT_FILE).write_text(json.dumps({
             "setting": run.setting, "values": run.values, "seed": 3, **identity(run, passthrough),
             "status": "ok", "returncode": 0, "wall_s": 900.0, "final": {"val/fid": 70.0}}))
-    report = claims.run_claim(s4, "cpu", tmp_path, 2, execute=False, earlier=("cpu", kept, "2026-12-06 23:09 UTC"),
-                              keep_earlier=True)
-    assert "--seeds 0,1,2" in report["command"] and "--seeds 3,4,5,6,7" in report["command"]
-    assert "kept from claims.json (measured 2026-12-06 23:09 UTC)" in report["command"]
-    assert report["command"].count("regkit compare") == 3  # R1's 3 seeds are all kept: nothing of it runs
+    report = claims.run_claim(s4, "cpu", tmp_path, 2, execute=False,
+                              earlier=("cpu", recorded + stale, "2026-12-06 23:09 UTC"))
     got = sorted((r["setting"], r["seed"], r["final"]["val/fid"]) for r in report["results"])
-    assert (settings[0], 3, 70.0) in got and (settings[0], 3, 99.0) not in got  # the new run, not the half seed
-    assert len(got) == 9 + 2
-    assert report["rows"][settings[1]]["val/fid"][2] == 4  # seeds 0-3 of dropout 0.3
-    lines = claims.measured_on([r for r in report["results"]])
+    assert len(got) == 9 + 2 and ("n=256: dropout.p=0.3", 3, 70.0) in got
+    assert all(seed != 4 for _, seed, _ in got)  # a record of another command is another experiment
+    assert report["rows"]["n=256: dropout.p=0.3"]["val/fid"][2] == 4  # seeds 0-3
+    assert "# seeds 0, 1, 2: records kept in claims.json (measured 2026-12-06 23:09 UTC)" in report["command"]
+    assert "--seeds 3,4,5,6,7" in report["command"] and "--seeds 0,1,2" in report["command"]
+    lines = claims.measured_on(report["results"])
     assert lines[0].startswith("**Measured in 2 sessions**: seeds 0, 1, 2 on 2026-12-06 23:09 UTC, machine A (5.0 min")
     assert "seeds 3 on this writing" in lines[0] and "(15.0 min per run)" in lines[0]
 
-    plain = claims.run_claim(s4, "cpu", tmp_path, 2, execute=False, earlier=("cpu", kept, "2026-12-06 23:09 UTC"))
-    assert "--seeds 8" in plain["command"] and len(plain["results"]) == 2  # without the flag: only what ran now
+
+def test_keep_earlier_runs_none_of_the_seeds_claims_json_holds(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import dataclasses
+
+    import claims
+
+    monkeypatch.chdir(ROOT)
+    s4 = dataclasses.replace(next(claim for claim in claims.CLAIMS if claim.id == "S4"), seeds={"cpu": 3})
+    recorded = _recorded(claims, s4, [0, 1, 2], tmp_path)
+
+    def no_run(*args, **kwargs):
+        raise AssertionError(f"ran {args}")
+
+    monkeypatch.setattr(claims.subprocess, "run", no_run)  # a run here would be hours of GAN training
+    report = claims.run_claim(s4, "cpu", tmp_path, 2, execute=True, earlier=("cpu", recorded, "2026-12-06 23:09 UTC"),
+                              keep_earlier=True)  # every planned seed is recorded: nothing runs
+    assert not (tmp_path / "cpu").exists() and len(report["results"]) == 9
+    assert report["measured_when"] == "2026-12-06 23:09 UTC"
