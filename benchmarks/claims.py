@@ -696,7 +696,8 @@ def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Op
     for vary in part.vary or claim.vary:
         args += ["--vary", vary]
     count = str(seeds_of(claim, budget, part))
-    args += ["--seeds", ",".join(map(str, seeds)) if seeds is not None else count,
+    listed = ",".join(map(str, seeds)) + ("," if seeds is not None and len(seeds) == 1 else "") if seeds is not None else ""
+    args += ["--seeds", listed or count,  # "7," is seed 7 ("7" alone would be seeds 0-6)
              "--out", str(part_out(claim, budget, part, runs_root))]
     args += ["--jobs", str(jobs)] if jobs > 1 else []
     for metric in claim.metrics:
@@ -744,8 +745,9 @@ def earlier_records(json_path: Path) -> dict[str, tuple[str, list[dict[str, Any]
     saved = json.loads(json_path.read_text())
     found: dict[str, tuple[str, list[dict[str, Any]], str]] = {}
     for record in saved.get("records", []):
-        budget, results, when = found.setdefault(
+        budget, results, _ = found.setdefault(
             record["claim"], (record["budget"], [], record.get("written", saved.get("written", ""))))
+        when = record.get("written", saved.get("written", ""))  # a record without one: the file's writing
         if record["budget"] == budget and record["status"] == "ok":
             results.append({"setting": record["setting"], "seed": record["seed"], "status": record["status"],
                             "wall_s": record["wall_s"], "command": shlex.split(record["command"]),
@@ -753,10 +755,6 @@ def earlier_records(json_path: Path) -> dict[str, tuple[str, list[dict[str, Any]
                             # a record without "written" was measured by the run that wrote the file, on its machine
                             "machine": record.get("machine") or ("" if "written" in record else saved.get("machine", ""))})
     return found
-
-
-def earlier_when(part: Part, kept: list[dict[str, Any]]) -> str:
-    return ", ".join(sorted({r.get("written", "") for r in _of_part(part, kept)}))
 
 
 def _of_part(part: Part, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -795,10 +793,10 @@ def _kept_seeds(claim: Claim, budget: str, part: Part, kept: list[dict[str, Any]
     from regkit.compare.grid import parse_vary
 
     settings = math.prod(len(values) for values in parse_vary(part.vary or claim.vary).values())
-    counts: dict[int, int] = {}
+    found: dict[int, set[str]] = {}
     for r in _of_part(part, kept):
-        counts[r["seed"]] = counts.get(r["seed"], 0) + 1
-    return sorted(seed for seed, n in counts.items() if n >= settings and seed < seeds_of(claim, budget, part))
+        found.setdefault(r["seed"], set()).add(r["setting"])
+    return sorted(seed for seed, names in found.items() if len(names) >= settings and seed < seeds_of(claim, budget, part))
 
 
 def same_experiment(claim: Claim, budget: str, part: Part, records: list[dict[str, Any]],
@@ -820,7 +818,32 @@ def same_experiment(claim: Claim, budget: str, part: Part, records: list[dict[st
 
 
 def _seeds_text(seeds: list[int]) -> str:
-    return ", ".join(map(str, seeds))
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def _commands(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Part, filled: list[dict[str, Any]],
+              ran: list[int]) -> list[str]:
+    """The page's commands of a part: one compare, or, when claims.json's records stand for some
+    seeds, one per measurement with a comment saying when, and the command of the seeds not measured."""
+    def compare(seeds: Optional[list[int]] = None) -> str:
+        return "regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, seeds))
+
+    if not filled:
+        return [compare()]
+    lines, measured = [], set(ran)
+    by_when: dict[str, set[int]] = {}
+    for r in filled:
+        by_when.setdefault(r["written"], set()).add(r["seed"])
+    for when, seeds in sorted(by_when.items()):
+        lines += [f"# {_seeds_text(sorted(seeds))}: measured {when} (records in claims.json)", compare(sorted(seeds))]
+        measured |= seeds
+    if ran:
+        lines += [f"# {_seeds_text(ran)}: measured now", compare(ran)]
+    missing = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in measured]
+    if missing:
+        lines += [f"# {_seeds_text(missing)}: not measured yet (`python benchmarks/claims.py --only {claim.id} "
+                  "--keep-earlier` runs only these)", compare(missing)]
+    return lines
 
 
 def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bool,
@@ -849,19 +872,15 @@ def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bo
             elif out.exists():  # refresh table and picture from the finished runs; nothing runs
                 subprocess.run([sys.executable, "-m", "regkit", "compare", "--report", *args], cwd=ROOT, capture_output=True)
             now = [r for r in _part_results(out, part, claim.curves) if r["seed"] in todo]
-        ran = sorted({r["seed"] for r in now if r.get("status") == "ok"})
-        filled = [r for r in before if r["seed"] in done] if execute else [r for r in before if r["seed"] not in ran]
+        if len(before) < len(_of_part(part, recorded)) and (keep_earlier or not execute):
+            print(f"{claim.id} {part.label}: {len(_of_part(part, recorded)) - len(before)} of claims.json's records are "
+                  "of another command (an older budget or option): not kept", flush=True)
+        ran = {(r["setting"], r["seed"]) for r in now if r.get("status") == "ok"}
+        filled = [r for r in before if (r["seed"] in done if execute else (r["setting"], r["seed"]) not in ran)]
+        now = [r for r in now if (r["setting"], r["seed"]) in ran or not any(
+            (f["setting"], f["seed"]) == (r["setting"], r["seed"]) for f in filled)]  # a failed try of a kept seed: gone
         results += filled + now
-        if not filled:
-            commands.append("regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part)))
-            continue
-        old = sorted({r["seed"] for r in filled})
-        commands += [f"# seeds {_seeds_text(old)}: records kept in claims.json (measured {earlier_when(part, filled)})",
-                     "regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, old))]
-        new = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in old]
-        if new:
-            commands += [f"# seeds {_seeds_text(new)}: added by `python benchmarks/claims.py --only {claim.id} --keep-earlier`",
-                         "regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, new))]
+        commands += _commands(claim, budget, runs_root, jobs, part, filled, sorted({seed for _, seed in ran}))
     if not results and not execute and earlier is not None and earlier[0] == budget:
         results = earlier[1]  # records of an older command: the page keeps showing what was measured
     measured_when = ""
@@ -921,11 +940,21 @@ def measured_on(ok: list[dict[str, Any]]) -> list[str]:
         return []
     parts = []
     for (when, where), runs in sorted(found.items(), key=lambda item: min(r["seed"] for r in item[1])):
-        seeds = ", ".join(map(str, sorted({r["seed"] for r in runs})))
-        parts.append(f"seeds {seeds} on {when or 'this writing'}, {where or machine()} "
-                     f"({statistics.fmean(r['wall_s'] for r in runs) / 60:.1f} min per run)")
-    return ["**Measured in " + f"{len(found)} sessions**: " + "; ".join(parts) + ". The seeds were extended with "
-            "`--keep-earlier`: every seed is an independent draw of the same experiment, whichever machine ran it.", ""]
+        place = machine() if not when else where or "a machine not recorded"
+        parts.append(f"{_seeds_text(sorted({r['seed'] for r in runs}))} {'measured ' + when if when else 'now'} on "
+                     f"{place} ({statistics.fmean(r['wall_s'] for r in runs) / 60:.1f} min per run)")
+    return [f"**Measured {len(found)} times**: " + "; ".join(parts) + ". Every seed is an independent draw of the "
+            "same experiment (the same command), whichever session or machine ran it; the note on dropout masks at "
+            "the top says what changed in between.", ""]
+
+
+def _where(ok: list[dict[str, Any]]) -> str:
+    """Where the runs of one measurement ran, for the wall-time line ('' when several did)."""
+    found = groups(ok)
+    if len(found) != 1:
+        return ""
+    when, where = next(iter(found))
+    return " on the machine above" if not when else f" on {where}" if where else ""
 
 
 def section(report: dict[str, Any], images: Path, docs: Path) -> str:
@@ -959,7 +988,7 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         "",
         *measured_on(ok),
         f"Wall time: {sum(r['wall_s'] for r in ok) / 60:.0f} min summed over the {len(ok)} finished runs "
-        f"({statistics.fmean(r['wall_s'] for r in ok) / 60:.1f} min per run{' on the machine above' if len(groups(ok)) == 1 else ''}); "
+        f"({statistics.fmean(r['wall_s'] for r in ok) / 60:.1f} min per run{_where(ok)}); "
         f"{_missing(claim, report['budget'], len(ok))}. Command (from the repository root):",
         "",
         "```",
@@ -973,8 +1002,8 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
 
 
 # Said on the page while it holds runs from before regkit's CPU masks changed (commit afd5deb).
-MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page measured before then (each section "
-              "says when; all but S4's added seeds) drew their CPU dropout masks with "
+MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page measured before then "
+              "(claims.json's records say when) drew their CPU dropout masks with "
               "`bernoulli_` (as torch's `F.dropout` does); regkit now compares uniform draws with the keep "
               "probability (the same distribution, dropout 1.9-3.2x faster; [speed.md](speed.md)). The same seed now gives "
               "other masks, so a rerun gives other numbers, within the seed spread the intervals account for.")
@@ -1026,12 +1055,10 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
     records = [
         {"claim": report["claim"].id, "budget": report["budget"], "setting": r["setting"], "seed": r["seed"],
          "status": r.get("status"), "wall_s": r.get("wall_s"), "command": shlex.join(r.get("command", [])),
-         "metrics": r.get("final", {}), "curves": r.get("curves", {}), "machine": r.get("machine", "") if r.get("written") else machine()}
+         "metrics": r.get("final", {}), "curves": r.get("curves", {}), "machine": r.get("machine", "") if r.get("written") else machine(),
+         "written": r.get("written") or when}  # kept from an earlier measurement: when that was
         for report in reports for r in report["results"]
     ]
-    for record, r in zip(records, [r for report in reports for r in report["results"]]):
-        if r.get("written"):  # kept from an earlier measurement: when that was
-            record["written"] = r["written"]
     json_path.write_text(json.dumps({"written": when, "machine": machine(), "records": records}, indent=1) + "\n")
 
 
@@ -1056,7 +1083,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time within a claim")
     parser.add_argument("--report-only", action="store_true", help="write the page from the runs already made")
     parser.add_argument("--keep-earlier", action="store_true",
-                        help="keep claims.json's records of a claim's command and run only the seeds they lack")
+                        help="when running: keep claims.json's records of a claim's command and run only the seeds they lack")
     parser.add_argument("--runs", default="runs/claims", help="where the runs go (default runs/claims)")
     parser.add_argument("--docs", default=str(ROOT / "docs" / "claims.md"))
     parser.add_argument("--json", default=str(HERE / "claims.json"))

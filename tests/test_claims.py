@@ -263,11 +263,26 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
     assert len(got) == 9 + 2 and ("n=256: dropout.p=0.3", 3, 70.0) in got
     assert all(seed != 4 for _, seed, _ in got)  # a record of another command is another experiment
     assert report["rows"]["n=256: dropout.p=0.3"]["val/fid"][2] == 4  # seeds 0-3
-    assert "# seeds 0, 1, 2: records kept in claims.json (measured 2026-12-06 23:09 UTC)" in report["command"]
-    assert "--seeds 3,4,5,6,7" in report["command"] and "--seeds 0,1,2" in report["command"]
+    commands = report["command"].splitlines()
+    assert commands[:6] == [
+        "# seeds 0, 1, 2: measured 2026-12-06 23:09 UTC (records in claims.json)", commands[1],
+        "# seed 3: measured now", commands[3],
+        "# seeds 4, 5, 6, 7: not measured yet (`python benchmarks/claims.py --only S4 --keep-earlier` runs only these)",
+        commands[5]]
+    assert "--seeds 0,1,2 " in commands[1] and "--seeds 3, " in commands[3] and "--seeds 4,5,6,7 " in commands[5]
     lines = claims.measured_on(report["results"])
-    assert lines[0].startswith("**Measured in 2 sessions**: seeds 0, 1, 2 on 2026-12-06 23:09 UTC, machine A (5.0 min")
-    assert "seeds 3 on this writing" in lines[0] and "(15.0 min per run)" in lines[0]
+    assert lines[0].startswith("**Measured 2 times**: seeds 0, 1, 2 measured 2026-12-06 23:09 UTC on machine A (5.0 min")
+    assert "; seed 3 now on " in lines[0] and "(15.0 min per run)" in lines[0]
+
+    # claims.json written from this page keeps each record's own date and machine for the next rewrite
+    docs, saved = tmp_path / "docs" / "claims.md", tmp_path / "claims.json"
+    claims.write_docs([report], docs, saved, {})
+    again = claims.earlier_records(saved)["S4"][1]
+    stamps = {(r["seed"], r["written"], r["machine"]) for r in again}
+    assert {(seed, "2026-12-06 23:09 UTC", "machine A") for seed in (0, 1, 2)} <= stamps
+    assert {(seed, written, where) for seed, written, where in stamps if seed == 3} == {
+        (3, json.loads(saved.read_text())["written"], claims.machine())}
+    assert "**Measured 2 times**" in docs.read_text()
 
 
 def test_keep_earlier_runs_none_of_the_seeds_claims_json_holds(tmp_path, monkeypatch):
@@ -288,3 +303,21 @@ def test_keep_earlier_runs_none_of_the_seeds_claims_json_holds(tmp_path, monkeyp
                               keep_earlier=True)  # every planned seed is recorded: nothing runs
     assert not (tmp_path / "cpu").exists() and len(report["results"]) == 9
     assert report["measured_when"] == "2026-12-06 23:09 UTC"
+
+
+def test_keep_earlier_runs_exactly_the_seeds_claims_json_lacks(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import dataclasses
+
+    import claims
+
+    monkeypatch.chdir(ROOT)
+    s4 = dataclasses.replace(next(claim for claim in claims.CLAIMS if claim.id == "S4"), seeds={"cpu": 4})
+    recorded = _recorded(claims, s4, [0, 1, 2, 3], tmp_path)
+    recorded = [r for r in recorded if not (r["seed"] == 3 and r["setting"] == "n=256: dropout.p=0.3")]  # half a seed
+    ran = []
+    monkeypatch.setattr(claims.subprocess, "run", lambda command, **kwargs: ran.append(command))
+    claims.run_claim(s4, "cpu", tmp_path, 2, execute=True, earlier=("cpu", recorded, "2026-12-06 23:09 UTC"),
+                     keep_earlier=True)
+    assert len(ran) == 1  # R1's 3 seeds are all recorded
+    assert ran[0][ran[0].index("--seeds") + 1] == "3,"  # seed 3 alone ("3" would be seeds 0-2)
