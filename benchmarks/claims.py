@@ -828,12 +828,13 @@ def _commands(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Part,
     def compare(seeds: Optional[list[int]] = None) -> str:
         return "regkit compare " + shlex.join(compare_args(claim, budget, runs_root, jobs, part, seeds))
 
-    if not filled:
-        return [compare()]
-    lines, measured = [], set(ran)
     by_when: dict[str, set[int]] = {}
     for r in filled:
         by_when.setdefault(r["written"], set()).add(r["seed"])
+    everything = set(range(seeds_of(claim, budget, part)))
+    if not filled or (not ran and len(by_when) == 1 and set().union(*by_when.values()) >= everything):
+        return [compare()]  # one measurement of every seed: its command as it was
+    lines, measured = [], set(ran)
     for when, seeds in sorted(by_when.items()):
         lines += [f"# {_seeds_text(sorted(seeds))}: measured {when} (records in claims.json)", compare(sorted(seeds))]
         measured |= seeds
@@ -1021,8 +1022,8 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
         "already made, `--keep-earlier` to add seeds to a claim measured before). Every number below comes from runs listed in "
         "[benchmarks/claims.json](../benchmarks/claims.json), one record per claim, setting and seed.",
         "",
-        f"Machine: {machine()}. Written {when} (load average {os.getloadavg()[0]:.0f} on "
-        f"{os.cpu_count()} cores). Wall times are as measured, with whatever else ran on the machine then "
+        f"Written {when} on {machine()} (load average {os.getloadavg()[0]:.0f} on {os.cpu_count()} cores); "
+        "each record in claims.json says when and, since 2026-12-07, on which machine its run was made. Wall times are as measured, with whatever else ran on the machine then "
         "(several claims' runs at once, each with one torch thread, beside test runs; load average 3-5): "
         "read them as upper bounds.",
         "",
