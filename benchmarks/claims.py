@@ -562,17 +562,21 @@ CLAIMS = [
         seeds={"cpu": 8},
         notes="**The regime.** On 256 images D overfits, and the curves show it: without dropout, D's mean logit on "
               "its training images pulls away from its mean logit on held-out real images (the gap, mean over seeds, "
-              "grows from about +0.8 at epoch 100 to +7.3 at epoch 2,400; right panel), and FID stops falling after "
-              "about 1,500 epochs and rises again (lowest 76.2 at epoch 1,700, 88.6 at the end). Dropout 0.3 in D "
-              "slows both: its gap grows to +2.4 (measured with the dropout on), its FID is lowest later (78.2 at "
-              "epoch 2,000) and rises less. So dropout does what the claim says it is for (less overfitting of D), "
-              "but its best FID is no better than no dropout's; at the end of training it is ahead by 5 points, "
-              "which 3 seeds do not separate from zero (6 seeds, about 50 more minutes at two jobs on this CPU, "
-              "would narrow the interval). Which setting is ahead depends on when training stops: cut at epoch "
-              "1,200 (the same runs' validation at that epoch; this page's budget until 2026-12-06), FID was still "
-              "falling and no dropout led (79.7 vs 89.4). R1 on D, the regularizer Karras et al. (2020) keep, "
-              "keeps D's logits from drifting apart (its gap stays about +0.3 throughout) and FID falling to the "
-              "end, far below both: on limited data it is R1, not dropout, that regularizes D usefully here.",
+              "grows from about +0.7 at epoch 100 to +7.0 at epoch 2,400; right panel), and FID stops falling after "
+              "about 1,500 epochs and rises again (lowest 77.0 at epoch 1,800, 88.0 at the end). Dropout 0.3 in D "
+              "slows both: its gap ends at +2.6 (measured with the dropout on), and its FID, lowest at epoch 1,700 "
+              "(78.1), hardly rises (80.2 at the end). So dropout does what the claim says it is for: it keeps D "
+              "from overfitting, and at the end of training the generator is better by 7.8 FID points, an interval "
+              "above zero at 8 seeds. Its best FID along training is no better than no dropout's (78.1 vs 77.0): the "
+              "gain is in FID not rising again, which stopping no dropout's training at its best epoch would also "
+              "give; cut at epoch 1,200 (this page's budget until 2026-12-06) no dropout led (79.4 vs 89.5). "
+              "**Seeds.** Seeds 0-2 (2026-12-06) gave +5.2 [-4.1, +14.6], inconclusive; 8 seeds were then chosen "
+              "from that spread (an interval of about +-4 points) before any new run, and seeds 3-7 were added on "
+              "another, slower machine with regkit's new CPU masks (`--keep-earlier`). Both halves point the same "
+              "way (+5.2 and +9.4 points), so read the verdict as one at 8 seeds after one look at 3. "
+              "R1 on D, the regularizer Karras et al. (2020) keep, keeps D's logits from drifting apart (its gap stays "
+              "about +0.3 throughout) and FID falling to the end, far below both (3 seeds, 2026-12-06): on limited "
+              "data R1 regularizes D much more usefully than dropout here.",
     ),
     Claim(
         id="S0",
@@ -817,12 +821,17 @@ def same_experiment(claim: Claim, budget: str, part: Part, records: list[dict[st
     return [r for r in mine if shlex.join(r["command"]) in wanted]
 
 
+def utc_now() -> str:
+    """The time a page is written, as its records' ``written``."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _seeds_text(seeds: list[int]) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
 
 
 def _commands(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Part, filled: list[dict[str, Any]],
-              ran: list[int]) -> list[str]:
+              ran: list[int], mixed: bool = False) -> list[str]:
     """The page's commands of a part: one compare, or, when claims.json's records stand for some
     seeds, one per measurement with a comment saying when, and the command of the seeds not measured."""
     def compare(seeds: Optional[list[int]] = None) -> str:
@@ -833,13 +842,14 @@ def _commands(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Part,
         by_when.setdefault(r["written"], set()).add(r["seed"])
     everything = set(range(seeds_of(claim, budget, part)))
     if not filled or (not ran and len(by_when) == 1 and set().union(*by_when.values()) >= everything):
-        return [compare()]  # one measurement of every seed: its command as it was
+        # one measurement of every seed: its command as it was, said when if other parts were measured otherwise
+        return [f"# measured {next(iter(by_when))} (records in claims.json)", compare()] if filled and mixed else [compare()]
     lines, measured = [], set(ran)
     for when, seeds in sorted(by_when.items()):
         lines += [f"# {_seeds_text(sorted(seeds))}: measured {when} (records in claims.json)", compare(sorted(seeds))]
         measured |= seeds
     if ran:
-        lines += [f"# {_seeds_text(ran)}: measured now", compare(ran)]
+        lines += [f"# {_seeds_text(ran)}: measured {utc_now()} (runs/)", compare(ran)]
     missing = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in measured]
     if missing:
         lines += [f"# {_seeds_text(missing)}: not measured yet (`python benchmarks/claims.py --only {claim.id} "
@@ -859,6 +869,7 @@ def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bo
     recorded = earlier[1] if earlier is not None and earlier[0] == budget else []
     started = time.time()
     commands, results = [], []
+    made: list[tuple[Part, list[dict[str, Any]], list[int]]] = []  # each part's records kept and seeds run
     for part in parts_of(claim, budget):
         before = same_experiment(claim, budget, part, recorded, runs_root) if execute and keep_earlier or not execute else []
         done = _kept_seeds(claim, budget, part, before) if execute else []
@@ -881,7 +892,10 @@ def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bo
         now = [r for r in now if (r["setting"], r["seed"]) in ran or not any(
             (f["setting"], f["seed"]) == (r["setting"], r["seed"]) for f in filled)]  # a failed try of a kept seed: gone
         results += filled + now
-        commands += _commands(claim, budget, runs_root, jobs, part, filled, sorted({seed for _, seed in ran}))
+        made.append((part, filled, sorted({seed for _, seed in ran})))
+    mixed = len({r.get("written", "") for r in results}) > 1
+    for part, filled, ran_seeds in made:
+        commands += _commands(claim, budget, runs_root, jobs, part, filled, ran_seeds, mixed)
     if not results and not execute and earlier is not None and earlier[0] == budget:
         results = earlier[1]  # records of an older command: the page keeps showing what was measured
     measured_when = ""
@@ -942,7 +956,7 @@ def measured_on(ok: list[dict[str, Any]]) -> list[str]:
     parts = []
     for (when, where), runs in sorted(found.items(), key=lambda item: min(r["seed"] for r in item[1])):
         place = machine() if not when else where or "a machine not recorded"
-        parts.append(f"{_seeds_text(sorted({r['seed'] for r in runs}))} {'measured ' + when if when else 'now'} on "
+        parts.append(f"{_seeds_text(sorted({r['seed'] for r in runs}))} measured {when or utc_now()} on "
                      f"{place} ({statistics.fmean(r['wall_s'] for r in runs) / 60:.1f} min per run)")
     return [f"**Measured {len(found)} times**: " + "; ".join(parts) + ". Every seed is an independent draw of the "
             "same experiment (the same command), whichever session or machine ran it; the note on dropout masks at "
@@ -1013,7 +1027,7 @@ MASKS_NOTE = ("**Dropout masks changed on 2026-12-07.** The runs on this page me
 def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budgets: dict[str, str]) -> None:
     images = docs.parent / "images"
     images.mkdir(parents=True, exist_ok=True)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = utc_now()
     head = [
         "# Claims: each seed's claim, measured over seeds",
         "",

@@ -248,6 +248,7 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
     from regkit.compare.runner import RESULT_FILE, identity
 
     monkeypatch.chdir(ROOT)  # recipes are named from the repository root, as claims.py runs them
+    monkeypatch.setattr(claims, "utc_now", lambda: "2026-12-07 15:00 UTC")  # the page's writing, fixed
     s4 = next(claim for claim in claims.CLAIMS if claim.id == "S4")
     recorded = _recorded(claims, s4, [0, 1, 2], tmp_path)
     stale = _recorded(claims, s4, [4], tmp_path, command=["regkit", "fit", "--trainer.max_epochs", "1200"])
@@ -266,13 +267,13 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
     commands = report["command"].splitlines()
     assert commands[:6] == [
         "# seeds 0, 1, 2: measured 2026-12-06 23:09 UTC (records in claims.json)", commands[1],
-        "# seed 3: measured now", commands[3],
+        "# seed 3: measured 2026-12-07 15:00 UTC (runs/)", commands[3],
         "# seeds 4, 5, 6, 7: not measured yet (`python benchmarks/claims.py --only S4 --keep-earlier` runs only these)",
         commands[5]]
     assert "--seeds 0,1,2 " in commands[1] and "--seeds 3, " in commands[3] and "--seeds 4,5,6,7 " in commands[5]
     lines = claims.measured_on(report["results"])
     assert lines[0].startswith("**Measured 2 times**: seeds 0, 1, 2 measured 2026-12-06 23:09 UTC on machine A (5.0 min")
-    assert "; seed 3 now on " in lines[0] and "(15.0 min per run)" in lines[0]
+    assert "; seed 3 measured 2026-12-07 15:00 UTC on " in lines[0] and "(15.0 min per run)" in lines[0]
 
     # claims.json written from this page keeps each record's own date and machine for the next rewrite
     docs, saved = tmp_path / "docs" / "claims.md", tmp_path / "claims.json"
@@ -281,7 +282,7 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
     stamps = {(r["seed"], r["written"], r["machine"]) for r in again}
     assert {(seed, "2026-12-06 23:09 UTC", "machine A") for seed in (0, 1, 2)} <= stamps
     assert {(seed, written, where) for seed, written, where in stamps if seed == 3} == {
-        (3, json.loads(saved.read_text())["written"], claims.machine())}
+        (3, "2026-12-07 15:00 UTC", claims.machine())}
     assert "**Measured 2 times**" in docs.read_text()
 
 
