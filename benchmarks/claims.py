@@ -656,11 +656,15 @@ def parts_of(claim: Claim, budget: str) -> list[Part]:
     return [Part("", claim.budgets.get(budget, []) if budget != "tiny" else [], claim.budget_vary.get(budget))]
 
 
-def planned_runs(claim: Claim, budget: str) -> int:
+def settings_of(claim: Claim, part: Part) -> int:
+    """How many settings a part's grid holds (each run once per seed)."""
     from regkit.compare.grid import parse_vary
 
-    return sum(seeds_of(claim, budget, part) * math.prod(len(values) for values in parse_vary(part.vary or claim.vary).values())
-               for part in parts_of(claim, budget))
+    return math.prod(len(values) for values in parse_vary(part.vary or claim.vary).values())
+
+
+def planned_runs(claim: Claim, budget: str) -> int:
+    return sum(seeds_of(claim, budget, part) * settings_of(claim, part) for part in parts_of(claim, budget))
 
 
 def _missing(claim: Claim, budget: str, finished: int) -> str:
@@ -699,10 +703,9 @@ def compare_args(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Op
     args = [*claim.base]
     for vary in part.vary or claim.vary:
         args += ["--vary", vary]
-    count = str(seeds_of(claim, budget, part))
-    listed = ",".join(map(str, seeds)) + ("," if seeds is not None and len(seeds) == 1 else "") if seeds is not None else ""
-    args += ["--seeds", listed or count,  # "7," is seed 7 ("7" alone would be seeds 0-6)
-             "--out", str(part_out(claim, budget, part, runs_root))]
+    # a list names its seeds ("7," is seed 7: "7" alone would be seeds 0-6); none: seeds 0..n-1
+    listed = ",".join(map(str, seeds)) + ("," if len(seeds) == 1 else "") if seeds else str(seeds_of(claim, budget, part))
+    args += ["--seeds", listed, "--out", str(part_out(claim, budget, part, runs_root))]
     args += ["--jobs", str(jobs)] if jobs > 1 else []
     for metric in claim.metrics:
         args += ["--metric", metric]
@@ -794,9 +797,7 @@ def _curves(out: Path, result: dict[str, Any], asked: list[str]) -> dict[str, li
 
 def _kept_seeds(claim: Claim, budget: str, part: Part, kept: list[dict[str, Any]]) -> list[int]:
     """The seeds of ``part`` that earlier records hold for every one of its settings."""
-    from regkit.compare.grid import parse_vary
-
-    settings = math.prod(len(values) for values in parse_vary(part.vary or claim.vary).values())
+    settings = settings_of(claim, part)
     found: dict[int, set[str]] = {}
     for r in _of_part(part, kept):
         found.setdefault(r["seed"], set()).add(r["setting"])
