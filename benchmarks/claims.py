@@ -62,8 +62,9 @@ def _subset(images: int, epochs: int, validations: int = 10) -> list[str]:
 S4_LIMITED = ["--data.init_args.limit_train", "256", "--trainer.max_epochs", "2400",
               "--trainer.check_val_every_n_epoch", "100", "--trainer.callbacks", "[]"]  # 9.6k steps of D and G
 S4_R1 = ["model.init_args.d_penalties=[{name: r1}]", "model.init_args.discriminator.dropout.p=0.0"]  # R1 (gamma 10) instead of dropout: a second regularizer of D
-S2_CONVERGED = ["--trainer.max_epochs", "8", "--model.init_args.lr_scheduler",  # the rate decays to 0: settled
-                "{class_path: torch.optim.lr_scheduler.CosineAnnealingLR, init_args: {T_max: 8}}"]
+S2_EPOCHS = 16  # twice the recipes' 8: at 8 the dropout models were still improving (2026-12-04)
+S2_CONVERGED = ["--trainer.max_epochs", str(S2_EPOCHS), "--model.init_args.lr_scheduler",  # the rate decays to 0
+                f"{{class_path: torch.optim.lr_scheduler.CosineAnnealingLR, init_args: {{T_max: {S2_EPOCHS}}}}}"]
 S1_SIZES = {1000: 150, 5000: 50, 10000: 25}  # training images -> epochs (about 1.2k, 2k and 2k steps)
 S1_CONFIGS = "config=recipes/mlp_no_dropout.yaml,recipes/mlp_dropout.yaml"
 S1_MAXNORM = ["config=recipes/mlp_dropout.yaml,recipes/mlp_dropout_maxnorm.yaml"]
@@ -228,6 +229,16 @@ def verdict_s2(rows: dict, curves: Optional[Curves] = None) -> str:
     if not (math.isnan(train) or math.isnan(val)):
         extra = (f"Regime: without dropout the last epoch's training perplexity is {train:.0f} against {val:.0f} "
                  "on validation" + (" (it overfits)." if val > 1.5 * train else " (not clearly overfitting)."))
+    curve = (curves or {}).get(none, {}).get("val/ppl", [])
+    if len(curve) >= 3:
+        low = min(curve, key=lambda point: point[1])
+        extra += (f" Its validation perplexity (mean over seeds) is lowest at epoch {low[0]:.0f} ({low[1]:.1f}) and "
+                  f"ends at {curve[-1][1]:.1f}" + (" (it rises again)." if curve[-1][1] > 1.02 * low[1]
+                                                   else " (no rise at the end)."))
+    if "best val/ppl" in rows.get(none, {}):
+        stopped = _versus(rows, std, none, "best val/ppl", True, ("standard dropout", "no dropout"))
+        extra += (" With early stopping instead (each run's best validation perplexity along training, which "
+                  f"spares no dropout its overfitting; not part of the verdict): {stopped.text}.")
     falling = [name for name, setting in (("standard", std), ("variational", var))
                if _still_falling((curves or {}).get(setting, {}).get("val/ppl", []))]
     if falling:
@@ -262,7 +273,7 @@ def verdict_s3(rows: dict, curves: Optional[Curves] = None) -> str:
 
 
 def verdict_s4(rows: dict, curves: Optional[Curves] = None) -> str:
-    metric = next((m for r in rows.values() for m in r if "fid" in m.lower()), "val/fid")
+    metric = next((m for r in rows.values() for m in r if "fid" in m.lower() and not m.startswith("best ")), "val/fid")
     none, dropout = _find(rows, "dropout.p=0.0", exclude="r1"), _find(rows, "dropout.p=0.3")
     parts = [_versus(rows, dropout, none, metric, True, ("dropout 0.3 in D", "no dropout in D"))]
     r1 = _find(rows, "r1")
@@ -499,14 +510,16 @@ CLAIMS = [
         budgets={"cpu": [], "full": []},
         budget_vary={"full": ["config=recipes/lstm_ptb_standard_medium.yaml,recipes/lstm_ptb_variational_medium.yaml"]},
         budget_note={"cpu": "a model that overfits, trained to convergence: the recipes' 2x200 LSTM on the first "
-                            "100k PTB training tokens, 8 epochs of Adam (lr 0.003, the recipes' budget) with the rate decayed to zero by "
-                            "a cosine over the 8 epochs, so every model has settled by the end; one torch thread per "
-                            "run, four jobs sharing the 2-core EPYC",
+                            f"100k PTB training tokens, {S2_EPOCHS} epochs of Adam (lr 0.003; twice the recipes' 8 epochs, "
+                            "after which the dropout models of 2026-12-04 were still improving) with the rate decayed "
+                            f"to zero by a cosine over the {S2_EPOCHS} epochs, so every model has settled by the end; "
+                            "validated every epoch; one torch thread per run, two jobs sharing the 2-core EPYC",
                      "full": "the papers' medium models (2x650, all of PTB, 39 epochs, the "
                              "recipes/lstm_ptb_*_medium.yaml settings): GPU work, hours per run on a CPU"},
         verdict=verdict_s2,
         lower_is_better=True,
-        parts={"cpu": [Part("8 epochs cosine", S2_CONVERGED)]},
+        parts={"cpu": [Part(f"{S2_EPOCHS} epochs cosine", S2_CONVERGED)]},
+        seeds={"cpu": 4},
         notes="**At paper size, on a GPU (first attempt, 2026-11-27).** One seed of each medium model ran side by "
               "side on an H100 for the 7 minutes a lease left (`bash benchmarks/gpu_checks.sh`), 28 and 26 of 39 "
               "epochs: validation perplexity 146 (standard) and 163 (variational), test 142.7 and 156.5 from the "
@@ -730,12 +743,28 @@ def machine() -> str:
     return f"{cpu} ({cpu_flags()}), {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
+BEST_ALONG = {"ppl": min, "loss": min, "fid": min, "acc": max}  # a validation curve's best point, by its name
+
+
+def best_along_training(result: dict[str, Any]) -> dict[str, float]:
+    """'best val/ppl' -> a run's best validation value along training (early stopping's pick) for
+    each validation curve of a metric whose better direction its name says."""
+    best = {}
+    for metric, points in result.get("curves", {}).items():
+        pick = BEST_ALONG.get(metric.rsplit("/", 1)[-1])
+        values = [value for _, value in points if math.isfinite(value)]
+        if metric.startswith("val/") and pick and values:
+            best[f"best {metric}"] = pick(values)
+    return best
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """setting -> metric -> (mean, std, n) over the finished seeds."""
+    """setting -> metric -> (mean, std, n) over the finished seeds; a metric's final value, and its
+    best along training (``best val/ppl``) where the run kept the curve."""
     rows: dict[str, dict[str, list[float]]] = {}
     for result in results:
         if result.get("status") == "ok":
-            for metric, value in result.get("final", {}).items():
+            for metric, value in {**result.get("final", {}), **best_along_training(result)}.items():
                 if math.isfinite(value):  # a diverged run's nan loss: its other metrics still count
                     rows.setdefault(result["setting"], {}).setdefault(metric, []).append(value)
     return {
@@ -769,24 +798,34 @@ def _of_part(part: Part, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _part_results(out: Path, part: Part, asked: list[str]) -> list[dict[str, Any]]:
+    from regkit.compare.runner import RESULT_FILE
+
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else []
     for result in results:
         result["curves"] = _curves(out, result, asked)
+        ended = _run_dir(out, result) / RESULT_FILE  # written when the run ended
+        if ended.exists():
+            result["ended_at"] = ended.stat().st_mtime
         if part.label:
             result["setting"] = f"{part.label}: {result['setting']}"
     return results
+
+
+def _run_dir(out: Path, result: dict[str, Any]) -> Path:
+    from regkit.compare.grid import folder_name
+
+    return out / "runs" / folder_name(result["setting"]) / f"seed{result['seed']}"
 
 
 def _curves(out: Path, result: dict[str, Any], asked: list[str]) -> dict[str, list[list[float]]]:
     """val metric (and each ``asked`` curve, e.g. S4's train/d_real) -> [[epochs done, value], ...] from
     the run's metrics.csv, kept in claims.json so the curves that decide a verdict outlive the runs folder."""
     from regkit.cli.metrics_csv import per_epoch, read_metrics
-    from regkit.compare.grid import folder_name
 
     if "metrics_csv" not in result:
         return {}
-    path = out / "runs" / folder_name(result["setting"]) / f"seed{result['seed']}" / result["metrics_csv"]
+    path = _run_dir(out, result) / result["metrics_csv"]
     if not path.exists():
         return {}
     rows = read_metrics(path)
@@ -824,7 +863,11 @@ def same_experiment(claim: Claim, budget: str, part: Part, records: list[dict[st
 
 def utc_now() -> str:
     """The time a page is written, as its records' ``written``."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_time(time.time())
+
+
+def utc_time(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _seeds_text(seeds: list[int]) -> str:
@@ -832,7 +875,7 @@ def _seeds_text(seeds: list[int]) -> str:
 
 
 def _commands(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Part, filled: list[dict[str, Any]],
-              ran: list[int], mixed: bool = False) -> list[str]:
+              ran: list[int], mixed: bool = False, ran_when: str = "") -> list[str]:
     """The page's commands of a part: one compare, or, when claims.json's records stand for some
     seeds, one per measurement with a comment saying when, and the command of the seeds not measured."""
     def compare(seeds: Optional[list[int]] = None) -> str:
@@ -850,7 +893,7 @@ def _commands(claim: Claim, budget: str, runs_root: Path, jobs: int, part: Part,
         lines += [f"# {_seeds_text(sorted(seeds))}: measured {when} (records in claims.json)", compare(sorted(seeds))]
         measured |= seeds
     if ran:
-        lines += [f"# {_seeds_text(ran)}: measured {utc_now()} (runs/)", compare(ran)]
+        lines += [f"# {_seeds_text(ran)}: measured {ran_when or utc_now()} (runs/)", compare(ran)]
     missing = [seed for seed in range(seeds_of(claim, budget, part)) if seed not in measured]
     if missing:
         lines += [f"# {_seeds_text(missing)}: not measured yet (`python benchmarks/claims.py --only {claim.id} "
@@ -895,8 +938,13 @@ def run_claim(claim: Claim, budget: str, runs_root: Path, jobs: int, execute: bo
         results += filled + now
         made.append((part, filled, sorted({seed for _, seed in ran})))
     mixed = len({r.get("written", "") for r in results}) > 1
+    ended = [r["ended_at"] for r in results if not r.get("written") and "ended_at" in r]
+    ran_when = utc_time(max(ended)) if ended else ""  # the runs of runs/ (made now or before): when the last ended
+    for r in results:
+        if not r.get("written") and ran_when:
+            r["finished"] = ran_when
     for part, filled, ran_seeds in made:
-        commands += _commands(claim, budget, runs_root, jobs, part, filled, ran_seeds, mixed)
+        commands += _commands(claim, budget, runs_root, jobs, part, filled, ran_seeds, mixed, ran_when)
     if not results and not execute and earlier is not None and earlier[0] == budget:
         results = earlier[1]  # records of an older command: the page keeps showing what was measured
     measured_when = ""
@@ -927,7 +975,8 @@ def _header(metric: str) -> str:
 
 def table(report: dict[str, Any]) -> str:
     rows = report["rows"]
-    metrics = report["claim"].metrics or sorted({m for r in rows.values() for m in r if "fid" in m.lower()})
+    metrics = report["claim"].metrics or sorted({m for r in rows.values() for m in r
+                                                 if "fid" in m.lower() and not m.startswith("best ")})
     lines = ["| setting | seeds | " + " | ".join(_header(m) for m in metrics) + " | wall s / run |",
              "|---|---|" + "---|" * (len(metrics) + 1)]
     for setting in dict.fromkeys(r["setting"] for r in report["results"]):
@@ -957,7 +1006,7 @@ def measured_on(ok: list[dict[str, Any]]) -> list[str]:
     parts = []
     for (when, where), runs in sorted(found.items(), key=lambda item: min(r["seed"] for r in item[1])):
         place = machine() if not when else where or "a machine not recorded"
-        parts.append(f"{_seeds_text(sorted({r['seed'] for r in runs}))} measured {when or utc_now()} on "
+        parts.append(f"{_seeds_text(sorted({r['seed'] for r in runs}))} measured {when or runs[0].get('finished') or utc_now()} on "
                      f"{place} ({statistics.fmean(r['wall_s'] for r in runs) / 60:.1f} min per run)")
     return [f"**Measured {len(found)} times**: " + "; ".join(parts) + ". Every seed is an independent draw of the "
             "same experiment (the same command), whichever session or machine ran it; the note on dropout masks at "
@@ -995,8 +1044,11 @@ def section(report: dict[str, Any], images: Path, docs: Path) -> str:
         out += [f"*Measured earlier ({report['measured_when']}); kept from claims.json, whose records these are.*", ""]
     out += [
         f"Budget: **{report['budget']}** ({budget_note(claim, report['budget'])}); "
-        f"seeds {', '.join(map(str, seeds))}. Errors are 100 x (1 - accuracy); ± is the standard deviation over seeds; "
-        "the train column is the mean over the last epoch's steps, with dropout on.",
+        f"seeds {', '.join(map(str, seeds))}. "
+        + ("Errors are 100 x (1 - accuracy); " if any(m.endswith("acc") for m in claim.metrics) else "")
+        + "± is the standard deviation over seeds"
+        + ("; the train column is the mean over the last epoch's steps, with dropout on."
+           if any(m.startswith("train/") for m in claim.metrics) else "."),
         "",
         table(report),
         "",
@@ -1072,7 +1124,7 @@ def write_docs(reports: list[dict[str, Any]], docs: Path, json_path: Path, budge
         {"claim": report["claim"].id, "budget": report["budget"], "setting": r["setting"], "seed": r["seed"],
          "status": r.get("status"), "wall_s": r.get("wall_s"), "command": shlex.join(r.get("command", [])),
          "metrics": r.get("final", {}), "curves": r.get("curves", {}), "machine": r.get("machine", "") if r.get("written") else machine(),
-         "written": r.get("written") or when}  # kept from an earlier measurement: when that was
+         "written": r.get("written") or r.get("finished") or when}  # kept: when that was; runs/: when they finished
         for report in reports for r in report["results"]
     ]
     json_path.write_text(json.dumps({"written": when, "machine": machine(), "records": records}, indent=1) + "\n")

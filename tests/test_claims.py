@@ -2,6 +2,7 @@
 its JSON from the runs there are (slow: from a real tiny-budget run of one claim)."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -182,6 +183,30 @@ def test_s4_verdict_reads_the_fid_curve_of_the_regime():
     assert "D overfits" not in claims.verdict_s4(rows, flat)  # no logit curves: nothing said
 
 
+def test_s2_verdict_reads_overfitting_and_early_stopping_from_each_runs_curve():
+    claims, _ = _claims_module()
+    # no dropout overfits (its validation curve turns up), standard dropout keeps falling
+    none_curves = [{"val/ppl": [(1.0, 500.0 + s), (2.0, 300.0 + s), (3.0, 330.0 + s), (4.0, 360.0 + s)]} for s in range(4)]
+    std_curves = [{"val/ppl": [(1.0, 520.0 - s), (2.0, 320.0 - s), (3.0, 290.0 - s), (4.0, 285.0 - s)]} for s in range(4)]
+    results = [{"setting": setting, "seed": seed, "status": "ok", "curves": curve,
+                "final": {"test/ppl": curve["val/ppl"][-1][1] - 10, "val/ppl": curve["val/ppl"][-1][1],
+                          "train/ppl": 150.0}}
+               for setting, curves in (("config=lstm_ptb_no_dropout", none_curves),
+                                       ("config=lstm_ptb_standard", std_curves),
+                                       ("config=lstm_ptb_variational", std_curves)) for seed, curve in enumerate(curves)]
+    rows = claims.summarise(results)
+    # early stopping's pick: the lowest point of each run, a max for accuracies
+    assert rows["config=lstm_ptb_no_dropout"]["best val/ppl"][:1] == (301.5,)
+    assert claims.best_along_training({"curves": {"val/acc": [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8)],
+                                                  "train/acc": [(1.0, 1.0)]}}) == {"best val/acc": 0.9}
+    text = claims.verdict_s2(rows, claims.mean_curves(results))
+    assert text.startswith("**inconclusive**"), text  # variational = standard: not separated
+    assert "standard dropout beats no dropout (test/ppl 273.5 vs 351.5" in text, text
+    assert "lowest at epoch 2 (301.5) and ends at 361.5 (it rises again)" in text, text
+    # with early stopping the gap shrinks to 301.5 - 283.5 = 18 points, judged on its own interval
+    assert "With early stopping" in text and "standard dropout beats no dropout (best val/ppl 283.5 vs 301.5" in text
+
+
 def test_s1_and_s4_pictures_are_drawn_from_the_records(tmp_path):
     claims, _ = _claims_module()
     by_size = [{"setting": f"n={n}: config={name}", "seed": seed, "status": "ok", "final": {"test/acc": 0.9 + 0.01 * seed}}
@@ -258,6 +283,8 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
         (run.run_dir / RESULT_FILE).write_text(json.dumps({
             "setting": run.setting, "values": run.values, "seed": 3, **identity(run, passthrough),
             "status": "ok", "returncode": 0, "wall_s": 900.0, "final": {"val/fid": 70.0}}))
+        ended = datetime.datetime(2026, 12, 7, 14, 40, tzinfo=datetime.timezone.utc).timestamp()
+        os.utime(run.run_dir / RESULT_FILE, (ended, ended))  # the run ended before the page is written
     report = claims.run_claim(s4, "cpu", tmp_path, 2, execute=False,
                               earlier=("cpu", recorded + stale, "2026-12-06 23:09 UTC"))
     got = sorted((r["setting"], r["seed"], r["final"]["val/fid"]) for r in report["results"])
@@ -267,13 +294,13 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
     commands = report["command"].splitlines()
     assert commands[:6] == [
         "# seeds 0, 1, 2: measured 2026-12-06 23:09 UTC (records in claims.json)", commands[1],
-        "# seed 3: measured 2026-12-07 15:00 UTC (runs/)", commands[3],
+        "# seed 3: measured 2026-12-07 14:40 UTC (runs/)", commands[3],  # when its runs ended, not the page
         "# seeds 4, 5, 6, 7: not measured yet (`python benchmarks/claims.py --only S4 --keep-earlier` runs only these)",
         commands[5]]
     assert "--seeds 0,1,2 " in commands[1] and "--seeds 3, " in commands[3] and "--seeds 4,5,6,7 " in commands[5]
     lines = claims.measured_on(report["results"])
     assert lines[0].startswith("**Measured 2 times**: seeds 0, 1, 2 measured 2026-12-06 23:09 UTC on machine A (5.0 min")
-    assert "; seed 3 measured 2026-12-07 15:00 UTC on " in lines[0] and "(15.0 min per run)" in lines[0]
+    assert "; seed 3 measured 2026-12-07 14:40 UTC on " in lines[0] and "(15.0 min per run)" in lines[0]
 
     # claims.json written from this page keeps each record's own date and machine for the next rewrite
     docs, saved = tmp_path / "docs" / "claims.md", tmp_path / "claims.json"
@@ -282,7 +309,7 @@ def test_claims_json_fills_in_the_seeds_runs_lack_and_the_page_says_where_each_w
     stamps = {(r["seed"], r["written"], r["machine"]) for r in again}
     assert {(seed, "2026-12-06 23:09 UTC", "machine A") for seed in (0, 1, 2)} <= stamps
     assert {(seed, written, where) for seed, written, where in stamps if seed == 3} == {
-        (3, "2026-12-07 15:00 UTC", claims.machine())}
+        (3, "2026-12-07 14:40 UTC", claims.machine())}
     assert "**Measured 2 times**" in docs.read_text()
 
 
