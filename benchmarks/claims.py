@@ -412,10 +412,30 @@ def figure_by_size(results: list[dict[str, Any]], path: Path, title: str) -> boo
     return True
 
 
-def figure_curves(metric: str, beside: tuple[str, ...] = ()) -> Callable[[list[dict[str, Any]], Path, str], bool]:
+def _inset_of_the_end(ax: Any, means: Curves, metric: str, colors: dict[str, Any], share: float) -> None:
+    """The means' last ``share`` of epochs in an inset of ``ax``, the y-range fitted to them."""
+    last = max(epoch for curves in means.values() for epoch, _ in curves.get(metric, []))
+    start = last * (1 - share)
+    inset = ax.inset_axes([0.42, 0.36, 0.55, 0.4])
+    values = []
+    for setting, color in colors.items():
+        points = [(e, v) for e, v in means[setting][metric] if e >= start]
+        if points:
+            inset.plot(*zip(*points), linewidth=1.8, color=color, marker=".", markersize=4)
+            values += [v for _, v in points]
+    spread = max(values) - min(values) or 1.0
+    inset.set_ylim(min(values) - 0.1 * spread, max(values) + 0.1 * spread)
+    inset.set_title(f"epochs {start:.0f}-{last:.0f}, mean over seeds", fontsize=7)
+    inset.tick_params(labelsize=7)
+    inset.grid(alpha=0.3)
+
+
+def figure_curves(metric: str, beside: tuple[str, ...] = (),
+                  zoom: float = 0.0) -> Callable[[list[dict[str, Any]], Path, str], bool]:
     """Each setting's ``metric`` over epochs: the mean over seeds bold, every seed thin (S4: FID);
-    ``beside``, a second panel of other curves, the mean over seeds in one line style each (S4:
-    D's logit on training and held-out real images)."""
+    with ``zoom``, that last share of the epochs again, magnified in an inset (where the verdict is
+    read); ``beside``, a second panel of other curves, the mean over seeds in one line style each
+    (S4: D's logit on training and held-out real images)."""
 
     def draw(results: list[dict[str, Any]], path: Path, title: str) -> bool:
         means = mean_curves(results)
@@ -439,6 +459,8 @@ def figure_curves(metric: str, beside: tuple[str, ...] = ()) -> Callable[[list[d
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+        if zoom:
+            _inset_of_the_end(ax, means, metric, colors, zoom)
         if shown:
             right = axes[0][1]
             for setting, curves in means.items():
@@ -571,7 +593,7 @@ CLAIMS = [
         lower_is_better=True,
         curves=["val/fid", "val/d_real", "train/d_real"],
         parts={"cpu": [Part("n=256", S4_LIMITED), Part("n=256 R1", S4_LIMITED, S4_R1, seeds=3)]},
-        figure=figure_curves("val/fid", beside=("val/d_real", "train/d_real")),
+        figure=figure_curves("val/fid", beside=("val/d_real", "train/d_real"), zoom=0.4),
         seeds={"cpu": 8},
         notes="**The regime.** On 256 images D overfits, and the curves show it: without dropout, D's mean logit on "
               "its training images pulls away from its mean logit on held-out real images (the gap, mean over seeds, "
