@@ -205,6 +205,14 @@ def test_s2_verdict_reads_overfitting_and_early_stopping_from_each_runs_curve():
     assert "lowest at epoch 2 (301.5) and ends at 361.5 (it rises again)" in text, text
     # with early stopping the gap shrinks to 301.5 - 283.5 = 18 points, judged on its own interval
     assert "With early stopping" in text and "standard dropout beats no dropout (best val/ppl 283.5 vs 301.5" in text
+    # 290 -> 285 in the last epoch (1.7 %): not settled; a curve that no longer moves is
+    assert "standard and variational dropout still fell by more than 1 % in the last epoch" in text
+    settled = {**claims.mean_curves(results), "config=lstm_ptb_variational": {"val/ppl": [
+        (1.0, 520.0), (2.0, 320.0), (3.0, 286.0), (4.0, 285.0)]}}
+    text = claims.verdict_s2(rows, settled)
+    assert "standard dropout still fell" in text and "Both dropout models have settled" not in text
+    settled["config=lstm_ptb_standard"] = settled["config=lstm_ptb_variational"]
+    assert "Both dropout models have settled" in claims.verdict_s2(rows, settled)
 
 
 def test_s1_and_s4_pictures_are_drawn_from_the_records(tmp_path):
