@@ -220,38 +220,49 @@ def _still_falling(curve: list[tuple[float, float]], share: float = 0.02, points
 
 
 def verdict_s2(rows: dict, curves: Optional[Curves] = None) -> str:
+    """Two claims, each with its own verdict: standard dropout beats no dropout in an LSTM language
+    model that overfits (Zaremba et al., 2014), and variational dropout beats standard dropout
+    (Gal & Ghahramani, 2016)."""
     none, std, var = _find(rows, "no_dropout"), _find(rows, "standard"), _find(rows, "variational")
-    parts = [
-        _versus(rows, std, none, "test/ppl", True, ("standard dropout", "no dropout")),
-        _versus(rows, var, std, "test/ppl", True, ("variational dropout", "standard dropout")),
-    ]
     train, val = _stats(rows, none, "train/ppl")[0], _stats(rows, none, "val/ppl")[0]
-    extra = ""
+    regime = ""
     if not (math.isnan(train) or math.isnan(val)):
-        extra = (f"Regime: without dropout the last epoch's training perplexity is {train:.0f} against {val:.0f} "
-                 "on validation" + (" (it overfits)." if val > 1.5 * train else " (not clearly overfitting)."))
+        regime = (f"Regime: without dropout the last epoch's training perplexity is {train:.0f} against {val:.0f} "
+                  "on validation" + (" (it overfits)." if val > 1.5 * train else " (not clearly overfitting)."))
     curve = (curves or {}).get(none, {}).get("val/ppl", [])
     if len(curve) >= 3:
         low = min(curve, key=lambda point: point[1])
-        extra += (f" Its validation perplexity (mean over seeds) is lowest at epoch {low[0]:.0f} ({low[1]:.1f}) and "
-                  f"ends at {curve[-1][1]:.1f}" + (" (it rises again)." if curve[-1][1] > 1.02 * low[1]
-                                                   else " (no rise at the end)."))
+        regime += (f" Its validation perplexity (mean over seeds) is lowest at epoch {low[0]:.0f} ({low[1]:.1f}) and "
+                   f"ends at {curve[-1][1]:.1f}" + (" (it rises again)." if curve[-1][1] > 1.02 * low[1]
+                                                    else " (no rise at the end)."))
     if "best val/ppl" in rows.get(none, {}):
         stopped = _versus(rows, std, none, "best val/ppl", True, ("standard dropout", "no dropout"))
-        extra += (" With early stopping instead (each run's best validation perplexity along training, which "
-                  f"spares no dropout its overfitting; not part of the verdict): {stopped.text}.")
+        regime += (" With early stopping instead (each run's best validation perplexity along training, which "
+                   f"spares no dropout its overfitting; not part of the verdict): {stopped.text}.")
+    first = _verdict([_versus(rows, std, none, "test/ppl", True, ("standard dropout", "no dropout"))], regime.strip())
+
     falling = [name for name, setting in (("standard", std), ("variational", var))
                # the rate decays to zero by a cosine: its last quarter still lowers the curve (annealing);
                # a model that has settled no longer moves in the last epoch
                if _still_falling((curves or {}).get(setting, {}).get("val/ppl", []), share=0.01, points=2)]
+    settled = ""
     if falling:
-        extra += (f" Validation perplexity of {' and '.join(falling)} dropout still fell by more than 1 % in the "
-                  "last epoch, at a learning rate near zero: those models have not converged, so the second "
-                  "comparison is made before the paper's regime (converged medium models, GPU work).")
+        settled = (f"Validation perplexity of {' and '.join(falling)} dropout still fell by more than 1 % in the "
+                   "last epoch, at a learning rate near zero: those models have not converged, so this comparison "
+                   "is made before the paper's regime (converged medium models, GPU work).")
     elif all(len((curves or {}).get(setting, {}).get("val/ppl", [])) >= 4 for setting in (std, var)):
-        extra += (" Both dropout models have settled: their validation perplexity moved by less than 1 % in the "
-                  "last epoch.")
-    return _verdict(parts, extra.strip())
+        settled = ("Both dropout models have settled: their validation perplexity moved by less than 1 % in the "
+                   "last epoch.")
+    spread = [_stats(rows, setting, "test/ppl") for setting in (std, var)]
+    if all(n > 1 for _, _, n in spread):
+        settled += (f" Spread over seeds (standard deviation of test/ppl): standard dropout {spread[0][1]:.1f}, "
+                    f"variational {spread[1][1]:.1f}.")
+    second = _verdict([_versus(rows, var, std, "test/ppl", True, ("variational dropout", "standard dropout"))],
+                      settled.strip())
+    label = lambda text: text.split(":", 1)[0]  # noqa: E731
+    return (f"{label(first)} (standard dropout) / {label(second)} (variational vs standard): **Standard dropout "
+            f"(Zaremba et al.).** {first.split(': ', 1)[1]} **Variational dropout (Gal & Ghahramani).** "
+            f"{second.split(': ', 1)[1]}")
 
 
 def verdict_s3(rows: dict, curves: Optional[Curves] = None) -> str:

@@ -200,7 +200,8 @@ def test_s2_verdict_reads_overfitting_and_early_stopping_from_each_runs_curve():
     assert claims.best_along_training({"curves": {"val/acc": [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8)],
                                                   "train/acc": [(1.0, 1.0)]}}) == {"best val/acc": 0.9}
     text = claims.verdict_s2(rows, claims.mean_curves(results))
-    assert text.startswith("**inconclusive**"), text  # variational = standard: not separated
+    # two claims, two verdicts: standard beats none; variational = standard is not separated
+    assert text.startswith("**reproduced** (standard dropout) / **inconclusive** (variational vs standard): "), text
     assert "standard dropout beats no dropout (test/ppl 273.5 vs 351.5" in text, text
     assert "lowest at epoch 2 (301.5) and ends at 361.5 (it rises again)" in text, text
     # with early stopping the gap shrinks to 301.5 - 283.5 = 18 points, judged on its own interval
