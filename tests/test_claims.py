@@ -203,7 +203,13 @@ def test_s2_verdict_reads_overfitting_and_early_stopping_from_each_runs_curve():
     # two claims, two verdicts: standard beats none; variational = standard is not separated
     assert text.startswith("**reproduced** (standard dropout) / **inconclusive** (variational vs standard): "), text
     assert "standard dropout beats no dropout (test/ppl 273.5 vs 351.5" in text, text
-    assert "lowest at epoch 2 (301.5) and ends at 361.5 (it rises again)" in text, text
+    assert "falls to 301.5 at epoch 2, rises again to 361.5 at epoch 4 (it overfits) and ends there." in text, text
+    turning = {**claims.mean_curves(results), "config=lstm_ptb_no_dropout": {"val/ppl": [
+        (1.0, 500.0), (2.0, 300.0), (3.0, 330.0), (4.0, 290.0)]}}
+    assert "rises again to 330.0 at epoch 3 (it overfits) and ends at 290.0 as the learning rate decays." in \
+        claims.verdict_s2(rows, turning)
+    falling = {**turning, "config=lstm_ptb_no_dropout": {"val/ppl": [(1.0, 500.0), (2.0, 300.0), (3.0, 299.0)]}}
+    assert "falls all along, to 299.0." in claims.verdict_s2(rows, falling)
     # with early stopping the gap shrinks to 301.5 - 283.5 = 18 points, judged on its own interval
     assert "With early stopping" in text and "standard dropout beats no dropout (best val/ppl 283.5 vs 301.5" in text
     # 290 -> 285 in the last epoch (1.7 %): not settled; a curve that no longer moves is
