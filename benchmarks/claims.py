@@ -200,9 +200,14 @@ def verdict_s1(rows: dict, curves: Optional[Curves] = None) -> str:
                       f"Beside it: dropout alone at lr 0.1 ends at {_show('test/acc', _stats(rows, alone, 'test/acc')[0])} "
                       f"test error (diverged), dropout + max-norm at lr 0.1 trains with "
                       f"{_show('train/acc', _stats(rows, maxnorm, 'train/acc')[0])} training error (underfits).")
-    label = lambda text: text.split(":", 1)[0]  # noqa: E731
-    return (f"{label(first)} (dropout) / {label(second)} (max-norm): **Dropout.** {first.split(': ', 1)[1]} "
-            f"**Max-norm.** {second.split(': ', 1)[1]}")
+    return _two_verdicts((first, "dropout", "Dropout"), (second, "max-norm", "Max-norm"))
+
+
+def _two_verdicts(*verdicts: tuple[str, str, str]) -> str:
+    """Verdicts of claims made together, each (its words, a name for the summary, a heading):
+    '**reproduced** (a) / **refuted** (b): **A.** ... **B.** ...'."""
+    summary = " / ".join(f"{words.split(':', 1)[0]} ({name})" for words, name, _ in verdicts)
+    return f"{summary}: " + " ".join(f"**{heading}.** {words.split(': ', 1)[1]}" for words, _, heading in verdicts)
 
 
 def _find(rows: dict, *words: str, exclude: str = "") -> str:
@@ -224,12 +229,13 @@ def verdict_s2(rows: dict, curves: Optional[Curves] = None) -> str:
     model that overfits (Zaremba et al., 2014), and variational dropout beats standard dropout
     (Gal & Ghahramani, 2016)."""
     none, std, var = _find(rows, "no_dropout"), _find(rows, "standard"), _find(rows, "variational")
+    val_curve = lambda setting: (curves or {}).get(setting, {}).get("val/ppl", [])  # noqa: E731
     train, val = _stats(rows, none, "train/ppl")[0], _stats(rows, none, "val/ppl")[0]
     regime = ""
     if not (math.isnan(train) or math.isnan(val)):
         regime = (f"Regime: without dropout the last epoch's training perplexity is {train:.0f} against {val:.0f} "
                   "on validation" + (" (it overfits)." if val > 1.5 * train else " (not clearly overfitting)."))
-    curve = (curves or {}).get(none, {}).get("val/ppl", [])
+    curve = val_curve(none)
     if len(curve) >= 3:
         turn = next((k for k in range(len(curve) - 1) if curve[k + 1][1] > 1.02 * curve[k][1]), None)
         if turn is None:
@@ -249,13 +255,13 @@ def verdict_s2(rows: dict, curves: Optional[Curves] = None) -> str:
     falling = [name for name, setting in (("standard", std), ("variational", var))
                # the rate decays to zero by a cosine: its last quarter still lowers the curve (annealing);
                # a model that has settled no longer moves in the last epoch
-               if _still_falling((curves or {}).get(setting, {}).get("val/ppl", []), share=0.01, points=2)]
+               if _still_falling(val_curve(setting), share=0.01, points=2)]
     settled = ""
     if falling:
         settled = (f"Validation perplexity of {' and '.join(falling)} dropout still fell by more than 1 % in the "
                    "last epoch, at a learning rate near zero: those models have not converged, so this comparison "
                    "is made before the paper's regime (converged medium models, GPU work).")
-    elif all(len((curves or {}).get(setting, {}).get("val/ppl", [])) >= 4 for setting in (std, var)):
+    elif all(len(val_curve(setting)) >= 4 for setting in (std, var)):
         settled = ("Both dropout models have settled: their validation perplexity moved by less than 1 % in the "
                    "last epoch.")
     spread = [_stats(rows, setting, "test/ppl") for setting in (std, var)]
@@ -264,10 +270,8 @@ def verdict_s2(rows: dict, curves: Optional[Curves] = None) -> str:
                     f"variational {spread[1][1]:.1f}.")
     second = _verdict([_versus(rows, var, std, "test/ppl", True, ("variational dropout", "standard dropout"))],
                       settled.strip())
-    label = lambda text: text.split(":", 1)[0]  # noqa: E731
-    return (f"{label(first)} (standard dropout) / {label(second)} (variational vs standard): **Standard dropout "
-            f"(Zaremba et al.).** {first.split(': ', 1)[1]} **Variational dropout (Gal & Ghahramani).** "
-            f"{second.split(': ', 1)[1]}")
+    return _two_verdicts((first, "standard dropout", "Standard dropout (Zaremba et al.)"),
+                         (second, "variational vs standard", "Variational dropout (Gal & Ghahramani)"))
 
 
 def verdict_s3(rows: dict, curves: Optional[Curves] = None) -> str:
@@ -294,8 +298,13 @@ def verdict_s3(rows: dict, curves: Optional[Curves] = None) -> str:
     return text
 
 
+def fid_metrics(rows: dict) -> list[str]:
+    """The FID metrics the runs logged (their key is chosen by the task), not their best along training."""
+    return sorted({m for r in rows.values() for m in r if "fid" in m.lower() and not m.startswith("best ")})
+
+
 def verdict_s4(rows: dict, curves: Optional[Curves] = None) -> str:
-    metric = next((m for r in rows.values() for m in r if "fid" in m.lower() and not m.startswith("best ")), "val/fid")
+    metric = next(iter(fid_metrics(rows)), "val/fid")
     none, dropout = _find(rows, "dropout.p=0.0", exclude="r1"), _find(rows, "dropout.p=0.3")
     parts = [_versus(rows, dropout, none, metric, True, ("dropout 0.3 in D", "no dropout in D"))]
     r1 = _find(rows, "r1")
@@ -1025,8 +1034,7 @@ def _header(metric: str) -> str:
 
 def table(report: dict[str, Any]) -> str:
     rows = report["rows"]
-    metrics = report["claim"].metrics or sorted({m for r in rows.values() for m in r
-                                                 if "fid" in m.lower() and not m.startswith("best ")})
+    metrics = report["claim"].metrics or fid_metrics(rows)
     lines = ["| setting | seeds | " + " | ".join(_header(m) for m in metrics) + " | wall s / run |",
              "|---|---|" + "---|" * (len(metrics) + 1)]
     for setting in dict.fromkeys(r["setting"] for r in report["results"]):
